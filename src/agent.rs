@@ -1,0 +1,252 @@
+//! Wiring: binds the sockets, starts the receivers, the flush thread and
+//! the sinks, and runs the one shutdown sequence (stop listening, drain the
+//! sockets, final flush, let the sinks deliver within the grace period).
+//!
+//! [`BoundSockets::bind`] is separate from [`run`] so tests and `main` bind
+//! first (port 0 works) and learn the real addresses before traffic starts.
+
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+
+use crate::aggregate::flush::Flusher;
+use crate::aggregate::Aggregator;
+use crate::config::Config;
+use crate::ingest::tcp::TcpLimits;
+use crate::ingest::{tcp, udp, IngestContext};
+use crate::selfstats::{unix_now_f64, unix_now_rounded, GraphiteStats, SelfStats};
+use crate::sink::carbon::CarbonLineSink;
+use crate::sink::console::ConsoleSink;
+use crate::sink::SinkHandle;
+
+/// Listening sockets, bound before the agent runs.
+pub struct BoundSockets {
+    /// Per UDP address: one SO_REUSEPORT socket per receiver thread.
+    pub udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
+    pub tcp: Vec<(SocketAddr, std::net::TcpListener)>,
+}
+
+impl BoundSockets {
+    pub fn bind(config: &Config) -> anyhow::Result<BoundSockets> {
+        let listen = &config.listen;
+        let mut udp = Vec::new();
+        for wanted in &listen.udp {
+            let mut sockets = Vec::new();
+            let mut actual = *wanted;
+            for _ in 0..listen.udp_receivers {
+                let socket = udp_socket(actual, listen.udp_receive_buffer)
+                    .with_context(|| format!("cannot bind UDP {wanted}"))?;
+                actual = socket.local_addr()?;
+                sockets.push(socket);
+            }
+            udp.push((actual, sockets));
+        }
+        let mut tcp = Vec::new();
+        for wanted in &listen.tcp {
+            let socket = Socket::new(Domain::for_address(*wanted), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket
+                .bind(&(*wanted).into())
+                .with_context(|| format!("cannot bind TCP {wanted}"))?;
+            socket.listen(1024)?;
+            socket.set_nonblocking(true)?;
+            let listener: std::net::TcpListener = socket.into();
+            tcp.push((listener.local_addr()?, listener));
+        }
+        Ok(BoundSockets { udp, tcp })
+    }
+}
+
+fn udp_socket(addr: SocketAddr, receive_buffer: usize) -> anyhow::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    set_receive_buffer(&socket, receive_buffer);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Asks for `wanted` bytes of receive buffer: SO_RCVBUFFORCE (exceeds
+/// rmem_max, needs CAP_NET_ADMIN), else SO_RCVBUF (capped by rmem_max).
+fn set_receive_buffer(socket: &Socket, wanted: usize) {
+    let size = wanted.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: setsockopt reads exactly size_of::<c_int>() bytes from `size`,
+    // which lives for the call.
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced {
+        let _ = socket.set_recv_buffer_size(wanted);
+    }
+    let got = socket.recv_buffer_size().unwrap_or(0);
+    tracing::debug!(wanted, got, forced, "UDP receive buffer");
+    if got < wanted {
+        tracing::warn!(
+            wanted,
+            got,
+            "UDP receive buffer smaller than configured (raise net.core.rmem_max or grant CAP_NET_ADMIN)"
+        );
+    }
+}
+
+/// Runs the agent until `shutdown` completes, then shuts down in order.
+/// `extra_sinks` are added to the sinks the config asks for (tests pass a
+/// spy sink here).
+pub async fn run(
+    config: Config,
+    sockets: BoundSockets,
+    extra_sinks: Vec<SinkHandle>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    let startup = unix_now_rounded();
+    let selfstats = Arc::new(SelfStats::default());
+    let graphite = Arc::new(GraphiteStats::new(startup));
+    let aggregator = Arc::new(Aggregator::new(config.listen.shards, &config.stats));
+    let ctx = Arc::new(IngestContext {
+        aggregator: aggregator.clone(),
+        selfstats: selfstats.clone(),
+        sanitize_keys: config.stats.key_name_sanitize,
+    });
+
+    let mut sinks = extra_sinks;
+    for destination in &config.carbon.destinations {
+        let sink = CarbonLineSink::new(
+            destination.clone(),
+            config.carbon.clone(),
+            config.shutdown_timeout,
+            graphite.clone(),
+        );
+        sinks.push(SinkHandle::spawn(sink, &runtime));
+    }
+    if config.console {
+        sinks.push(SinkHandle::spawn(ConsoleSink, &runtime));
+    }
+    if config.whisper.enabled {
+        tracing::warn!(
+            dir = %config.whisper.dir.display(),
+            "the whisper store is not part of this build yet; use --carbon or --no-whisper"
+        );
+    }
+    for sink in &sinks {
+        tracing::info!(sink = %sink.name, "sink started");
+    }
+
+    // Receivers.
+    let stop_udp = Arc::new(AtomicBool::new(false));
+    let mut udp_threads = Vec::new();
+    for (addr, group) in sockets.udp {
+        tracing::info!(protocol = "udp", %addr, receivers = group.len(), "listening");
+        for (i, socket) in group.into_iter().enumerate() {
+            let ctx = ctx.clone();
+            let stop = stop_udp.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("udp-{}-{i}", addr.port()))
+                .spawn(move || udp::receive_loop(socket, ctx, stop))?;
+            udp_threads.push(thread);
+        }
+    }
+    let (stop_tcp, tcp_stopping) = watch::channel(false);
+    let mut tcp_tasks = Vec::new();
+    for (addr, listener) in sockets.tcp {
+        tracing::info!(protocol = "tcp", %addr, "listening");
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let limits = TcpLimits {
+            max_line_length: config.listen.tcp_max_line_length,
+            max_connections: config.listen.tcp_max_connections,
+        };
+        tcp_tasks.push(tokio::spawn(tcp::serve(
+            listener,
+            ctx.clone(),
+            limits,
+            tcp_stopping.clone(),
+        )));
+    }
+
+    // Flush thread: the arithmetic runs off the async runtime.
+    let sinks = Arc::new(sinks);
+    let (stop_flush, flush_stopping) = mpsc::channel::<()>();
+    let flusher = Flusher::new(
+        aggregator.clone(),
+        config.stats.clone(),
+        config.naming.clone(),
+        selfstats.clone(),
+        graphite.clone(),
+    );
+    let flush_sinks = sinks.clone();
+    let interval = config.stats.flush_interval;
+    let flush_thread = std::thread::Builder::new()
+        .name("flush".into())
+        .spawn(move || flush_loop(flusher, interval, &flush_sinks, flush_stopping))?;
+    tracing::info!(?interval, "agent running");
+
+    shutdown.await;
+    tracing::info!("shutting down: draining sockets");
+    stop_udp.store(true, std::sync::atomic::Ordering::Release);
+    let _ = stop_tcp.send(true);
+    tokio::task::spawn_blocking(move || {
+        for t in udp_threads {
+            let _ = t.join();
+        }
+    })
+    .await?;
+    for t in tcp_tasks {
+        let _ = t.await;
+    }
+    tracing::info!("final flush");
+    let _ = stop_flush.send(());
+    tokio::task::spawn_blocking(move || flush_thread.join()).await?.ok();
+
+    let sinks = Arc::try_unwrap(sinks).unwrap_or_default();
+    let grace = config.shutdown_timeout + Duration::from_secs(1);
+    for sink in sinks {
+        sink.close(grace).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Flushes every `interval` on a grid anchored at start, and once more when
+/// told to stop.
+fn flush_loop(
+    mut flusher: Flusher,
+    interval: Duration,
+    sinks: &[SinkHandle],
+    stop: mpsc::Receiver<()>,
+) {
+    let start = Instant::now();
+    let mut k = 1u32;
+    loop {
+        let due = start + interval * k;
+        let wait = due.saturating_duration_since(Instant::now());
+        let stopping = match stop.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        };
+        let ts = unix_now_f64().round() as i64;
+        let batch = Arc::new(flusher.flush(ts));
+        tracing::debug!(points = batch.len(), ts, "flushed");
+        for sink in sinks {
+            sink.submit(batch.clone());
+        }
+        if stopping {
+            return;
+        }
+        // Skip grid points already missed (a very slow flush) rather than
+        // flushing back to back.
+        let elapsed = start.elapsed();
+        k = k.max((elapsed.as_nanos() / interval.as_nanos().max(1)) as u32) + 1;
+    }
+}

@@ -1,0 +1,441 @@
+//! The flush: the one place where StatsD meets Graphite.
+//!
+//! Each interval, [`Flusher::flush`] folds the agent's own counters into the
+//! aggregator, takes every shard's interval out under its lock (applying
+//! Etsy's reset and delete rules there), then, outside any lock, derives
+//! rates and timer statistics and names every value the way Etsy's graphite
+//! backend does. The result is one [`PointBatch`] for the sinks.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::timer::{derive_stats, StatClass, ThresholdNames, TimerState};
+use super::{Aggregator, Key};
+use crate::config::{Naming, StatsConfig};
+use crate::protocol::number::js_number_string;
+use crate::protocol::statsd::{sanitize_key, Sample, SampleKind};
+use crate::selfstats::{GraphiteStats, SelfStats};
+use crate::sink::PointBatch;
+
+/// What one flush took out of the shards.
+#[derive(Default)]
+struct Snapshot {
+    counters: Vec<(Key, f64)>,
+    timers: Vec<(Key, TimerState)>,
+    gauges: Vec<(Key, f64)>,
+    sets: Vec<(Key, usize)>,
+}
+
+pub struct Flusher {
+    aggregator: Arc<Aggregator>,
+    stats: StatsConfig,
+    names: Namer,
+    thresholds: Vec<ThresholdNames>,
+    histograms: Vec<(String, Vec<(f64, String)>)>,
+    selfstats: Arc<SelfStats>,
+    graphite: Arc<GraphiteStats>,
+    previous_ts: Option<i64>,
+}
+
+impl Flusher {
+    pub fn new(
+        aggregator: Arc<Aggregator>,
+        stats: StatsConfig,
+        naming: Naming,
+        selfstats: Arc<SelfStats>,
+        graphite: Arc<GraphiteStats>,
+    ) -> Flusher {
+        let names = Namer::new(naming, stats.key_name_sanitize);
+        for (name, _) in selfstats.take_etsy_counters() {
+            aggregator.ensure_counter(names.internal_key(name).as_bytes());
+        }
+        let mut flusher = Flusher {
+            aggregator,
+            stats: stats.clone(),
+            names,
+            thresholds: Vec::new(),
+            histograms: Vec::new(),
+            selfstats,
+            graphite,
+            previous_ts: None,
+        };
+        flusher.reconfigure(stats);
+        flusher
+    }
+
+    /// Takes new statistics settings; they apply from the next flush on.
+    pub fn reconfigure(&mut self, stats: StatsConfig) {
+        self.thresholds = stats
+            .percent_thresholds
+            .iter()
+            .map(|p| ThresholdNames::new(*p))
+            .collect();
+        self.histograms = stats
+            .histograms
+            .iter()
+            .map(|rule| {
+                let bins = rule
+                    .bins
+                    .iter()
+                    .map(|b| {
+                        let text = if b.is_infinite() {
+                            "inf".to_string()
+                        } else {
+                            js_number_string(*b).replacen('.', "_", 1)
+                        };
+                        (*b, format!("histogram.bin_{text}"))
+                    })
+                    .collect();
+                (rule.metric.clone(), bins)
+            })
+            .collect();
+        let settings = &self.aggregator.settings;
+        settings.timer_exact_limit.store(
+            stats.timer_exact_limit.min(u32::MAX as usize) as u32,
+            Ordering::Relaxed,
+        );
+        settings
+            .delete_gauges
+            .store(stats.delete_gauges, Ordering::Relaxed);
+        settings
+            .gauges_max_ttl
+            .store(stats.gauges_max_ttl, Ordering::Relaxed);
+        self.stats = stats;
+    }
+
+    /// Runs one flush stamped `ts` (Unix seconds) and returns its points.
+    pub fn flush(&mut self, ts: i64) -> PointBatch {
+        self.fold_own_counters(ts);
+        let snapshot = self.take_snapshot();
+        let num_stats = snapshot.counters.len()
+            + snapshot.timers.len()
+            + snapshot.gauges.len()
+            + snapshot.sets.len();
+        let Snapshot {
+            counters,
+            timers,
+            gauges,
+            sets,
+        } = snapshot;
+        let started = Instant::now();
+        let interval_secs = self.stats.flush_interval.as_secs_f64();
+        let mut batch = PointBatch::new(ts);
+        let n = &self.names;
+
+        let counters_started = Instant::now();
+        for (key, value) in &counters {
+            let rate = value / interval_secs;
+            n.counter(&mut batch, key, rate, *value);
+        }
+        let mut processing = counters_started.elapsed();
+
+        let timers_started = Instant::now();
+        let wanted_list = &self.stats.calculated_timer_metrics;
+        let wanted = |class: StatClass| {
+            wanted_list.is_empty() || wanted_list.iter().any(|w| w == class.filter_name())
+        };
+        for (key, mut timer) in timers {
+            let bins = self.bins_for(&key);
+            derive_stats(
+                &mut timer,
+                &self.thresholds,
+                bins,
+                interval_secs,
+                &wanted,
+                &mut |stat, value| n.timer(&mut batch, &key, stat, value),
+            );
+        }
+        processing += timers_started.elapsed();
+
+        for (key, value) in &gauges {
+            n.gauge(&mut batch, key, *value);
+        }
+        for (key, size) in &sets {
+            n.set(&mut batch, key, *size as f64);
+        }
+        n.own(&mut batch, OwnStat::NumStats, num_stats as f64);
+        n.own(
+            &mut batch,
+            OwnStat::CalculationTime,
+            started.elapsed().as_millis() as f64,
+        );
+        n.own(
+            &mut batch,
+            OwnStat::ProcessingTime,
+            processing.as_millis() as f64,
+        );
+        let g = &self.graphite;
+        let graphite = [
+            ("last_exception", g.last_exception.load(Ordering::Relaxed) as f64),
+            ("last_flush", g.last_flush.load(Ordering::Relaxed) as f64),
+            ("flush_time", g.flush_time_ms.load(Ordering::Relaxed) as f64),
+            ("flush_length", g.flush_length.load(Ordering::Relaxed) as f64),
+        ];
+        for (stat, value) in graphite {
+            n.own(&mut batch, OwnStat::Graphite(stat), value);
+        }
+        if batch.non_finite > 0 {
+            self.selfstats
+                .non_finite_dropped
+                .fetch_add(batch.non_finite, Ordering::Relaxed);
+        }
+        batch
+    }
+
+    /// Adds the receivers' tallies to the internal counters and sets
+    /// timestamp_lag, through the ordinary aggregation path.
+    fn fold_own_counters(&mut self, ts: i64) {
+        let agg = &self.aggregator;
+        let own = self.selfstats.take_etsy_counters();
+        let extra = self.selfstats.take_extra_counters();
+        for (name, count) in own.into_iter().chain(extra) {
+            if count == 0 {
+                continue;
+            }
+            let key = self.names.internal_key(name);
+            agg.apply_one(
+                key.as_bytes(),
+                Sample {
+                    kind: SampleKind::Counter,
+                    value: count as f64,
+                    rate: 1.0,
+                    member: &[],
+                },
+            );
+        }
+        if let Some(previous) = self.previous_ts {
+            let lag = (ts - previous) as f64 - self.stats.flush_interval.as_millis() as f64 / 1000.0;
+            let key = self.names.internal_key("timestamp_lag");
+            agg.set_internal_gauge(key.as_bytes(), lag);
+        }
+        self.previous_ts = Some(ts);
+    }
+
+    /// Takes the interval out of every shard, one lock at a time, applying
+    /// Etsy's reset rules in the same pass.
+    fn take_snapshot(&self) -> Snapshot {
+        let s = &self.stats;
+        let mut snap = Snapshot::default();
+        for mut shard in self.aggregator.shards() {
+            snap.counters.reserve(shard.counters.len());
+            for (key, value) in shard.counters.iter() {
+                snap.counters.push((key.clone(), *value));
+            }
+            if s.delete_counters {
+                shard.counters.retain(|key, value| {
+                    *value = 0.0;
+                    is_etsy_internal_counter(key)
+                });
+            } else {
+                shard.counters.values_mut().for_each(|v| *v = 0.0);
+            }
+
+            if s.delete_timers {
+                snap.timers.extend(shard.timers.drain());
+            } else {
+                snap.timers.reserve(shard.timers.len());
+                for (key, timer) in shard.timers.iter_mut() {
+                    snap.timers.push((key.clone(), timer.take()));
+                }
+            }
+
+            snap.gauges.reserve(shard.gauges.len());
+            for (key, gauge) in shard.gauges.iter() {
+                snap.gauges.push((key.clone(), gauge.value));
+            }
+            if s.delete_gauges {
+                shard.gauges.retain(|_, g| {
+                    if !g.from_packets {
+                        return true;
+                    }
+                    g.ttl = g.ttl.saturating_sub(1);
+                    g.ttl >= 1
+                });
+            }
+
+            if s.delete_sets {
+                snap.sets
+                    .extend(shard.sets.drain().map(|(key, set)| (key, set.len())));
+            } else {
+                for (key, set) in shard.sets.iter_mut() {
+                    snap.sets.push((key.clone(), set.len()));
+                    *set = Default::default();
+                }
+            }
+        }
+        snap
+    }
+
+    fn bins_for(&self, key: &[u8]) -> &[(f64, String)] {
+        for (metric, bins) in &self.histograms {
+            if memchr::memmem::find(key, metric.as_bytes()).is_some() {
+                return bins;
+            }
+        }
+        &[]
+    }
+}
+
+/// Etsy keeps (zeroes) counters whose key contains one of these even with
+/// deleteCounters.
+fn is_etsy_internal_counter(key: &[u8]) -> bool {
+    ["packets_received", "metrics_received", "bad_lines_seen"]
+        .iter()
+        .any(|needle| memchr::memmem::find(key, needle.as_bytes()).is_some())
+}
+
+/// The agent's own flush stats, named per Etsy's graphite backend.
+#[derive(Clone, Copy)]
+enum OwnStat {
+    NumStats,
+    CalculationTime,
+    ProcessingTime,
+    Graphite(&'static str),
+}
+
+/// Etsy's graphite backend naming (legacyNamespace, prefixes, suffix, tags
+/// after the suffix).
+struct Namer {
+    naming: Naming,
+    sanitize_at_write: bool,
+    global: Vec<String>,
+    counter: Vec<String>,
+    timer: Vec<String>,
+    gauge: Vec<String>,
+    set: Vec<String>,
+    suffix: String,
+}
+
+impl Namer {
+    fn new(naming: Naming, key_name_sanitize: bool) -> Namer {
+        let segs = |parts: &[&str]| -> Vec<String> {
+            parts
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| p.to_string())
+                .collect()
+        };
+        let (global, counter, timer, gauge, set) = if naming.legacy_namespace {
+            (
+                segs(&["stats"]),
+                segs(&["stats"]),
+                segs(&["stats", "timers"]),
+                segs(&["stats", "gauges"]),
+                segs(&["stats", "sets"]),
+            )
+        } else {
+            let g = naming.global_prefix.as_str();
+            (
+                segs(&[g]),
+                segs(&[g, &naming.prefix_counter]),
+                segs(&[g, &naming.prefix_timer]),
+                segs(&[g, &naming.prefix_gauge]),
+                segs(&[g, &naming.prefix_set]),
+            )
+        };
+        let suffix = if naming.global_suffix.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", naming.global_suffix)
+        };
+        Namer {
+            naming,
+            sanitize_at_write: !key_name_sanitize,
+            global,
+            counter,
+            timer,
+            gauge,
+            set,
+            suffix,
+        }
+    }
+
+    /// `<prefixStats>.<name>`: the key of an internal counter or gauge.
+    fn internal_key(&self, name: &str) -> String {
+        format!("{}.{}", self.naming.prefix_stats, name)
+    }
+
+    /// Etsy's `format(namespace, key, extra...)`: namespace and key name
+    /// joined by dots, then the suffix, then the key's `;tags`.
+    fn write(&self, out: &mut String, namespace: &[String], key: &[u8], extra: &[&str]) {
+        let split = memchr::memchr(b';', key).unwrap_or(key.len());
+        let (name, tags) = key.split_at(split);
+        for segment in namespace {
+            out.push_str(segment);
+            out.push('.');
+        }
+        if self.sanitize_at_write {
+            out.push_str(&String::from_utf8_lossy(&sanitize_key(name)));
+        } else {
+            out.push_str(&String::from_utf8_lossy(name));
+        }
+        for e in extra {
+            out.push('.');
+            out.push_str(e);
+        }
+        out.push_str(&self.suffix);
+        out.push_str(&String::from_utf8_lossy(tags));
+    }
+
+    fn counter(&self, batch: &mut PointBatch, key: &[u8], rate: f64, count: f64) {
+        if self.naming.legacy_namespace {
+            batch.push_with(rate, |o| self.write(o, &self.counter, key, &[]));
+            if self.naming.flush_counts {
+                let ns = ["stats_counts".to_string()];
+                batch.push_with(count, |o| self.write(o, &ns, key, &[]));
+            }
+        } else {
+            batch.push_with(rate, |o| self.write(o, &self.counter, key, &["rate"]));
+            if self.naming.flush_counts {
+                batch.push_with(count, |o| self.write(o, &self.counter, key, &["count"]));
+            }
+        }
+    }
+
+    fn timer(&self, batch: &mut PointBatch, key: &[u8], stat: &str, value: f64) {
+        batch.push_with(value, |o| self.write(o, &self.timer, key, &[stat]));
+    }
+
+    fn gauge(&self, batch: &mut PointBatch, key: &[u8], value: f64) {
+        batch.push_with(value, |o| self.write(o, &self.gauge, key, &[]));
+    }
+
+    fn set(&self, batch: &mut PointBatch, key: &[u8], count: f64) {
+        batch.push_with(count, |o| self.write(o, &self.set, key, &["count"]));
+    }
+
+    fn own(&self, batch: &mut PointBatch, stat: OwnStat, value: f64) {
+        let ps = self.naming.prefix_stats.as_str();
+        let sfx = self.suffix.as_str();
+        let legacy = self.naming.legacy_namespace;
+        batch.push_with(value, |o| match stat {
+            OwnStat::NumStats if legacy => {
+                o.push_str(&format!("{ps}.numStats{sfx}"));
+            }
+            OwnStat::NumStats => self.write(o, &self.global, ps.as_bytes(), &["numStats"]),
+            OwnStat::CalculationTime if legacy => {
+                o.push_str(&format!("stats.{ps}.graphiteStats.calculationtime{sfx}"));
+            }
+            OwnStat::CalculationTime => self.write(
+                o,
+                &self.global,
+                ps.as_bytes(),
+                &["graphiteStats", "calculationtime"],
+            ),
+            OwnStat::ProcessingTime if legacy => {
+                o.push_str(&format!("stats.{ps}.processing_time{sfx}"));
+            }
+            OwnStat::ProcessingTime => {
+                self.write(o, &self.global, ps.as_bytes(), &["processing_time"])
+            }
+            OwnStat::Graphite(name) => {
+                for segment in &self.global {
+                    o.push_str(segment);
+                    o.push('.');
+                }
+                o.push_str(&format!("{ps}.graphiteStats.{name}{sfx}"));
+            }
+        });
+    }
+}

@@ -1,0 +1,295 @@
+//! The lock-sharded aggregator: StatsD samples in, per-key state kept until
+//! the flush takes it.
+//!
+//! Keys are spread over N shards by ahash; each shard is a mutex over four
+//! maps (counters, gauges, timers, sets), as in Etsy where each type has its
+//! own namespace. Receivers group a batch's samples by shard and lock each
+//! shard once per batch ([`Aggregator::apply`]). Updating a key that exists
+//! allocates nothing. The flush ([`flush`]) takes each shard's interval out
+//! under its lock and does all arithmetic and naming outside it.
+
+pub mod flush;
+pub mod timer;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::protocol::statsd::{Sample, SampleKind};
+use timer::TimerState;
+
+/// A metric key as stored: shared, so the flush can hold on to it without
+/// copying while the shard keeps it for the next interval.
+pub type Key = Arc<[u8]>;
+
+type Map<V> = HashMap<Key, V, ahash::RandomState>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Gauge {
+    pub value: f64,
+    /// Flushes left before deletion (only with delete_gauges).
+    pub ttl: u32,
+    /// False for gauges the agent sets itself (never TTL-deleted).
+    pub from_packets: bool,
+}
+
+#[derive(Default)]
+pub struct Shard {
+    pub counters: Map<f64>,
+    pub gauges: Map<Gauge>,
+    pub timers: Map<TimerState>,
+    pub sets: Map<HashSet<Box<[u8]>, ahash::RandomState>>,
+}
+
+/// Settings the hot path reads; atomics so a reload can change them.
+pub struct IngestSettings {
+    pub timer_exact_limit: AtomicU32,
+    pub delete_gauges: AtomicBool,
+    pub gauges_max_ttl: AtomicU32,
+}
+
+pub struct Aggregator {
+    shards: Box<[Mutex<Shard>]>,
+    router: ahash::RandomState,
+    pub settings: IngestSettings,
+}
+
+impl Aggregator {
+    pub fn new(shards: usize, stats: &crate::config::StatsConfig) -> Aggregator {
+        let shards = (0..shards.max(1)).map(|_| Mutex::default()).collect();
+        Aggregator {
+            shards,
+            router: ahash::RandomState::new(),
+            settings: IngestSettings {
+                timer_exact_limit: AtomicU32::new(
+                    stats.timer_exact_limit.min(u32::MAX as usize) as u32
+                ),
+                delete_gauges: AtomicBool::new(stats.delete_gauges),
+                gauges_max_ttl: AtomicU32::new(stats.gauges_max_ttl),
+            },
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard that owns `key`.
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        (self.router.hash_one(key) % self.shards.len() as u64) as usize
+    }
+
+    /// Locks one shard. A receiver that panicked while holding the lock
+    /// leaves consistent maps behind (updates are single assignments), so a
+    /// poisoned lock is used as is.
+    pub fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applies samples that all belong to `shard`, under one lock.
+    pub fn apply<'a>(&self, shard: usize, samples: impl IntoIterator<Item = (&'a [u8], Sample<'a>)>) {
+        let limit = self.settings.timer_exact_limit.load(Ordering::Relaxed) as usize;
+        let ttl = if self.settings.delete_gauges.load(Ordering::Relaxed) {
+            self.settings.gauges_max_ttl.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        let mut guard = self.lock(shard);
+        for (key, sample) in samples {
+            guard.update(key, &sample, limit, ttl);
+        }
+    }
+
+    /// Applies one sample (locks its shard; for the agent's own metrics).
+    pub fn apply_one(&self, key: &[u8], sample: Sample<'_>) {
+        self.apply(self.shard_of(key), [(key, sample)]);
+    }
+
+    /// Sets a gauge the agent owns (such as timestamp_lag): never TTL-deleted.
+    pub fn set_internal_gauge(&self, key: &[u8], value: f64) {
+        let mut shard = self.lock(self.shard_of(key));
+        let gauge = Gauge {
+            value,
+            ttl: 0,
+            from_packets: false,
+        };
+        match shard.gauges.get_mut(key) {
+            Some(g) => *g = gauge,
+            None => {
+                shard.gauges.insert(Key::from(key), gauge);
+            }
+        }
+    }
+
+    /// Makes sure a counter exists (Etsy creates its internal counters at 0).
+    pub fn ensure_counter(&self, key: &[u8]) {
+        let mut shard = self.lock(self.shard_of(key));
+        if !shard.counters.contains_key(key) {
+            shard.counters.insert(Key::from(key), 0.0);
+        }
+    }
+
+    pub(crate) fn shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
+        (0..self.shards.len()).map(|i| self.lock(i))
+    }
+}
+
+impl Shard {
+    fn update(&mut self, key: &[u8], sample: &Sample<'_>, timer_limit: usize, gauge_ttl: u32) {
+        match sample.kind {
+            SampleKind::Counter => {
+                let add = sample.value * (1.0 / sample.rate);
+                match self.counters.get_mut(key) {
+                    Some(c) => *c += add,
+                    None => {
+                        self.counters.insert(Key::from(key), add);
+                    }
+                }
+            }
+            SampleKind::Gauge { delta } => {
+                let value = sample.value;
+                match self.gauges.get_mut(key) {
+                    Some(g) => {
+                        g.value = if delta { g.value + value } else { value };
+                        g.ttl = gauge_ttl;
+                        g.from_packets = true;
+                    }
+                    None => {
+                        // A delta on a missing gauge starts from 0, as in Etsy.
+                        let gauge = Gauge {
+                            value,
+                            ttl: gauge_ttl,
+                            from_packets: true,
+                        };
+                        self.gauges.insert(Key::from(key), gauge);
+                    }
+                }
+            }
+            SampleKind::Timer => match self.timers.get_mut(key) {
+                Some(t) => t.record(sample.value, sample.rate, timer_limit),
+                None => {
+                    let mut t = TimerState::default();
+                    t.record(sample.value, sample.rate, timer_limit);
+                    self.timers.insert(Key::from(key), t);
+                }
+            },
+            SampleKind::Set => {
+                let set = match self.sets.get_mut(key) {
+                    Some(s) => s,
+                    None => self.sets.entry(Key::from(key)).or_default(),
+                };
+                if !set.contains(sample.member) {
+                    set.insert(Box::from(sample.member));
+                }
+            }
+        }
+    }
+}
+
+/// Routes the samples of one receive batch to their shards: keys and set
+/// members are copied into one reusable arena, samples are bucketed by
+/// shard, and each shard is locked once. Reused across batches, so a
+/// steady stream of known keys allocates nothing.
+#[derive(Default)]
+pub struct ShardBatch {
+    arena: Vec<u8>,
+    pending: Vec<Pending>,
+    order: Vec<u32>,
+    starts: Vec<u32>,
+    cursor: Vec<u32>,
+}
+
+struct Pending {
+    shard: u32,
+    key: (u32, u32),
+    member: (u32, u32),
+    kind: SampleKind,
+    value: f64,
+    rate: f64,
+}
+
+impl ShardBatch {
+    /// The arena to write a key into; pass the range back to [`push`].
+    pub fn arena(&mut self) -> &mut Vec<u8> {
+        &mut self.arena
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Queues one sample whose key is `arena[key.0..key.1]`.
+    pub fn push(&mut self, shard: usize, key: (u32, u32), sample: &Sample<'_>) {
+        let member = if sample.kind == SampleKind::Set {
+            let start = self.arena.len() as u32;
+            self.arena.extend_from_slice(sample.member);
+            (start, self.arena.len() as u32)
+        } else {
+            (0, 0)
+        };
+        self.pending.push(Pending {
+            shard: shard as u32,
+            key,
+            member,
+            kind: sample.kind,
+            value: sample.value,
+            rate: sample.rate,
+        });
+    }
+
+    /// Applies everything queued, one lock per shard touched, and empties
+    /// the batch.
+    pub fn commit(&mut self, aggregator: &Aggregator) {
+        if self.pending.is_empty() {
+            self.arena.clear();
+            return;
+        }
+        let shards = aggregator.shard_count();
+        // Counting sort of the pending samples by shard.
+        self.starts.clear();
+        self.starts.resize(shards + 1, 0);
+        for p in &self.pending {
+            self.starts[p.shard as usize + 1] += 1;
+        }
+        for i in 0..shards {
+            self.starts[i + 1] += self.starts[i];
+        }
+        self.order.clear();
+        self.order.resize(self.pending.len(), 0);
+        self.cursor.clear();
+        self.cursor.extend_from_slice(&self.starts);
+        for (i, p) in self.pending.iter().enumerate() {
+            let slot = &mut self.cursor[p.shard as usize];
+            self.order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        for shard in 0..shards {
+            let (from, to) = (self.starts[shard] as usize, self.starts[shard + 1] as usize);
+            if from == to {
+                continue;
+            }
+            let arena = &self.arena;
+            let pending = &self.pending;
+            let samples = self.order[from..to].iter().map(|&i| {
+                let p = &pending[i as usize];
+                let key = &arena[p.key.0 as usize..p.key.1 as usize];
+                let sample = Sample {
+                    kind: p.kind,
+                    value: p.value,
+                    rate: p.rate,
+                    member: &arena[p.member.0 as usize..p.member.1 as usize],
+                };
+                (key, sample)
+            });
+            aggregator.apply(shard, samples);
+        }
+        self.pending.clear();
+        self.arena.clear();
+    }
+}

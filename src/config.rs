@@ -1,0 +1,647 @@
+//! Configuration: the TOML file and the command-line flags are read into
+//! [`RawConfig`] (what the operator wrote, all optional), then validated into
+//! [`Config`] (durations, socket addresses, checked numbers). Nothing past
+//! this module sees a string that still needs checking; every error names
+//! the key, the value and what would be accepted.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration error, meant to be read by a person.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{key} = {value}: {expected}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+fn invalid(key: &'static str, value: impl std::fmt::Display, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        expected,
+    }
+}
+
+// ---------------------------------------------------------------- raw side
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listen: RawListen,
+    #[serde(default)]
+    pub flush: RawFlush,
+    #[serde(default)]
+    pub graphite: RawGraphite,
+    #[serde(default)]
+    pub carbon: RawCarbon,
+    #[serde(default)]
+    pub whisper: RawWhisper,
+    #[serde(default)]
+    pub console: RawConsole,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub udp: Option<Vec<String>>,
+    pub tcp: Option<Vec<String>>,
+    pub udp_receivers: Option<i64>,
+    pub udp_receive_buffer: Option<i64>,
+    pub tcp_max_line_length: Option<i64>,
+    pub tcp_max_connections: Option<i64>,
+    pub shards: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlush {
+    pub interval: Option<String>,
+    pub percent_thresholds: Option<Vec<f64>>,
+    pub histogram: Option<Vec<RawHistogram>>,
+    pub calculated_timer_metrics: Option<Vec<String>>,
+    pub delete_idle_stats: Option<bool>,
+    pub delete_counters: Option<bool>,
+    pub delete_timers: Option<bool>,
+    pub delete_sets: Option<bool>,
+    pub delete_gauges: Option<bool>,
+    pub gauges_max_ttl: Option<i64>,
+    pub timer_exact_limit: Option<i64>,
+    pub key_name_sanitize: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistogram {
+    pub metric: String,
+    pub bins: Vec<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawGraphite {
+    pub legacy_namespace: Option<bool>,
+    pub global_prefix: Option<String>,
+    pub prefix_counter: Option<String>,
+    pub prefix_timer: Option<String>,
+    pub prefix_gauge: Option<String>,
+    pub prefix_set: Option<String>,
+    pub global_suffix: Option<String>,
+    pub prefix_stats: Option<String>,
+    pub flush_counts: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawCarbon {
+    pub destinations: Option<Vec<String>>,
+    pub buffer_points: Option<i64>,
+    pub connect_timeout: Option<String>,
+    pub max_backoff: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawWhisper {
+    pub enabled: Option<bool>,
+    pub dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Syntax {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<RawConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+// ---------------------------------------------------------- validated side
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub listen: Listen,
+    pub stats: StatsConfig,
+    pub naming: Naming,
+    pub carbon: CarbonConfig,
+    pub whisper: WhisperConfig,
+    pub console: bool,
+    pub admin: Option<SocketAddr>,
+    #[serde(with = "duration_text")]
+    pub shutdown_timeout: Duration,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Listen {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub udp_receivers: usize,
+    pub udp_receive_buffer: usize,
+    pub tcp_max_line_length: usize,
+    pub tcp_max_connections: usize,
+    pub shards: usize,
+}
+
+/// Everything that decides which aggregates a flush derives.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsConfig {
+    #[serde(with = "duration_text")]
+    pub flush_interval: Duration,
+    pub percent_thresholds: Vec<f64>,
+    pub histograms: Vec<HistogramRule>,
+    /// Empty: every timer stat. Otherwise Etsy's `calculatedTimerMetrics`.
+    pub calculated_timer_metrics: Vec<String>,
+    pub delete_counters: bool,
+    pub delete_timers: bool,
+    pub delete_sets: bool,
+    pub delete_gauges: bool,
+    pub gauges_max_ttl: u32,
+    pub timer_exact_limit: usize,
+    pub key_name_sanitize: bool,
+}
+
+/// Etsy's histogram entry: the first rule whose `metric` is a substring of
+/// a timer's key gives its bins.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistogramRule {
+    pub metric: String,
+    /// Upper bounds, ascending; `f64::INFINITY` is Etsy's `'inf'`.
+    pub bins: Vec<f64>,
+}
+
+/// Etsy's graphite backend naming options.
+#[derive(Debug, Clone, Serialize)]
+pub struct Naming {
+    pub legacy_namespace: bool,
+    pub global_prefix: String,
+    pub prefix_counter: String,
+    pub prefix_timer: String,
+    pub prefix_gauge: String,
+    pub prefix_set: String,
+    /// Empty for none.
+    pub global_suffix: String,
+    pub prefix_stats: String,
+    pub flush_counts: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CarbonConfig {
+    /// `host:port` of carbon line receivers.
+    pub destinations: Vec<String>,
+    pub buffer_points: usize,
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WhisperConfig {
+    pub enabled: bool,
+    pub dir: PathBuf,
+}
+
+pub const DEFAULT_UDP: &str = "0.0.0.0:8125";
+pub const DEFAULT_TCP: &str = "0.0.0.0:8125";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:8126";
+
+impl Config {
+    /// Validates `raw` into a runnable configuration.
+    pub fn from_raw(raw: &RawConfig) -> Result<Config, ConfigError> {
+        let l = &raw.listen;
+        let udp = addresses("listen.udp", l.udp.as_deref(), DEFAULT_UDP)?;
+        let tcp = addresses("listen.tcp", l.tcp.as_deref(), DEFAULT_TCP)?;
+        let listen = Listen {
+            udp,
+            tcp,
+            udp_receivers: in_range("listen.udp_receivers", l.udp_receivers, 2, 1, 64)?,
+            udp_receive_buffer: in_range(
+                "listen.udp_receive_buffer",
+                l.udp_receive_buffer,
+                8 << 20,
+                4096,
+                1 << 30,
+            )?,
+            tcp_max_line_length: in_range(
+                "listen.tcp_max_line_length",
+                l.tcp_max_line_length,
+                65536,
+                64,
+                16 << 20,
+            )?,
+            tcp_max_connections: in_range(
+                "listen.tcp_max_connections",
+                l.tcp_max_connections,
+                1024,
+                1,
+                1 << 20,
+            )?,
+            shards: in_range("listen.shards", l.shards, 64, 1, 4096)?,
+        };
+
+        let f = &raw.flush;
+        let flush_interval = duration(
+            "flush.interval",
+            f.interval.as_deref(),
+            Duration::from_secs(10),
+        )?;
+        if flush_interval < Duration::from_millis(10) {
+            return Err(invalid(
+                "flush.interval",
+                f.interval.as_deref().unwrap_or_default(),
+                "a duration of at least 10ms, such as \"500ms\", \"1s\" or \"10s\"",
+            ));
+        }
+        let percent_thresholds = f.percent_thresholds.clone().unwrap_or_else(|| vec![90.0]);
+        for p in &percent_thresholds {
+            if !(p.is_finite() && *p != 0.0 && p.abs() <= 100.0) {
+                return Err(invalid(
+                    "flush.percent_thresholds",
+                    p,
+                    "numbers between -100 and 100, not 0 (negative means the top percent)",
+                ));
+            }
+        }
+        let histograms = f
+            .histogram
+            .iter()
+            .flatten()
+            .map(histogram_rule)
+            .collect::<Result<Vec<_>, _>>()?;
+        let calculated_timer_metrics = f.calculated_timer_metrics.clone().unwrap_or_default();
+        let idle = f.delete_idle_stats.unwrap_or(false);
+        let gauges_max_ttl = in_range("flush.gauges_max_ttl", f.gauges_max_ttl, 1, 1, 1 << 30)?;
+        let stats = StatsConfig {
+            flush_interval,
+            percent_thresholds,
+            histograms,
+            calculated_timer_metrics,
+            delete_counters: f.delete_counters.unwrap_or(idle),
+            delete_timers: f.delete_timers.unwrap_or(idle),
+            delete_sets: f.delete_sets.unwrap_or(idle),
+            delete_gauges: f.delete_gauges.unwrap_or(idle),
+            gauges_max_ttl: gauges_max_ttl as u32,
+            timer_exact_limit: in_range(
+                "flush.timer_exact_limit",
+                f.timer_exact_limit,
+                1000,
+                1,
+                10_000_000,
+            )?,
+            key_name_sanitize: f.key_name_sanitize.unwrap_or(true),
+        };
+
+        let g = &raw.graphite;
+        let naming = Naming {
+            legacy_namespace: g.legacy_namespace.unwrap_or(true),
+            global_prefix: name_part("graphite.global_prefix", &g.global_prefix, "stats")?,
+            prefix_counter: name_part("graphite.prefix_counter", &g.prefix_counter, "counters")?,
+            prefix_timer: name_part("graphite.prefix_timer", &g.prefix_timer, "timers")?,
+            prefix_gauge: name_part("graphite.prefix_gauge", &g.prefix_gauge, "gauges")?,
+            prefix_set: name_part("graphite.prefix_set", &g.prefix_set, "sets")?,
+            global_suffix: name_part("graphite.global_suffix", &g.global_suffix, "")?,
+            prefix_stats: name_part("graphite.prefix_stats", &g.prefix_stats, "statsd")?,
+            flush_counts: g.flush_counts.unwrap_or(true),
+        };
+
+        let c = &raw.carbon;
+        let destinations = c.destinations.clone().unwrap_or_default();
+        for d in &destinations {
+            check_host_port("carbon.destinations", d)?;
+        }
+        let carbon = CarbonConfig {
+            destinations,
+            buffer_points: in_range(
+                "carbon.buffer_points",
+                c.buffer_points,
+                1_000_000,
+                1,
+                1 << 32,
+            )?,
+            connect_timeout: duration(
+                "carbon.connect_timeout",
+                c.connect_timeout.as_deref(),
+                Duration::from_secs(5),
+            )?,
+            max_backoff: duration(
+                "carbon.max_backoff",
+                c.max_backoff.as_deref(),
+                Duration::from_secs(10),
+            )?,
+        };
+
+        let whisper = WhisperConfig {
+            enabled: raw.whisper.enabled.unwrap_or(true),
+            dir: PathBuf::from(raw.whisper.dir.as_deref().unwrap_or("./data/whisper")),
+        };
+        if whisper.dir.as_os_str().is_empty() {
+            return Err(invalid("whisper.dir", "\"\"", "a directory path"));
+        }
+
+        let admin = match raw.admin.address.as_deref() {
+            Some("") => None,
+            other => Some(address("admin.address", other.unwrap_or(DEFAULT_ADMIN))?),
+        };
+        let shutdown_timeout = duration(
+            "shutdown.timeout",
+            raw.shutdown.timeout.as_deref(),
+            Duration::from_secs(10),
+        )?;
+        let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
+        if !matches!(
+            log_level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(invalid(
+                "log.level",
+                &log_level,
+                "one of error, warn, info, debug, trace",
+            ));
+        }
+        Ok(Config {
+            listen,
+            stats,
+            naming,
+            carbon,
+            whisper,
+            console: raw.console.enabled.unwrap_or(false),
+            admin,
+            shutdown_timeout,
+            log_level,
+        })
+    }
+}
+
+fn addresses(
+    key: &'static str,
+    given: Option<&[String]>,
+    default: &str,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    match given {
+        None => Ok(vec![address(key, default)?]),
+        Some(list) => list.iter().map(|a| address(key, a)).collect(),
+    }
+}
+
+fn address(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse::<SocketAddr>().map_err(|_| {
+        invalid(
+            key,
+            format!("{text:?}"),
+            "an IP address and port, such as \"127.0.0.1:8125\" or \"[::1]:8125\"",
+        )
+    })
+}
+
+fn check_host_port(key: &'static str, text: &str) -> Result<(), ConfigError> {
+    let ok = match text.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
+        None => false,
+    };
+    if !ok {
+        return Err(invalid(
+            key,
+            format!("{text:?}"),
+            "host:port, such as \"127.0.0.1:2003\" or \"carbon.example:2003\"",
+        ));
+    }
+    // Resolution may fail now and work later (DNS); only the shape is checked.
+    let _ = text.to_socket_addrs();
+    Ok(())
+}
+
+fn in_range(
+    key: &'static str,
+    given: Option<i64>,
+    default: usize,
+    min: i64,
+    max: i64,
+) -> Result<usize, ConfigError> {
+    match given {
+        None => Ok(default),
+        Some(v) if v >= min && v <= max => Ok(v as usize),
+        Some(v) => Err(ConfigError::Invalid {
+            key,
+            value: v.to_string(),
+            expected: range_text(min, max),
+        }),
+    }
+}
+
+fn range_text(min: i64, max: i64) -> &'static str {
+    // Leaked once per bad config: the program is about to exit with it.
+    Box::leak(format!("an integer from {min} to {max}").into_boxed_str())
+}
+
+fn name_part(
+    key: &'static str,
+    given: &Option<String>,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let value = given.clone().unwrap_or_else(|| default.to_owned());
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        Ok(value)
+    } else {
+        Err(invalid(
+            key,
+            format!("{value:?}"),
+            "letters, digits, '_', '-' and '.' only (or \"\" for none)",
+        ))
+    }
+}
+
+fn histogram_rule(raw: &RawHistogram) -> Result<HistogramRule, ConfigError> {
+    let mut bins = Vec::with_capacity(raw.bins.len());
+    for bin in &raw.bins {
+        let bound = match bin {
+            toml::Value::Integer(i) => *i as f64,
+            toml::Value::Float(f) if f.is_finite() => *f,
+            toml::Value::String(s) if s == "inf" => f64::INFINITY,
+            other => {
+                return Err(invalid(
+                    "flush.histogram.bins",
+                    other,
+                    "numbers in ascending order, optionally ending with \"inf\"",
+                ))
+            }
+        };
+        if bins.last().is_some_and(|last: &f64| *last >= bound) || bound < 0.0 {
+            return Err(invalid(
+                "flush.histogram.bins",
+                format!("{:?}", raw.bins),
+                "non-negative numbers in ascending order, optionally ending with \"inf\"",
+            ));
+        }
+        bins.push(bound);
+    }
+    Ok(HistogramRule {
+        metric: raw.metric.clone(),
+        bins,
+    })
+}
+
+/// Parses `500ms`, `1s`, `10s`, `2m`, `1h`; a bare number means seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    if !seconds.is_finite() || seconds < 0.0 || seconds > 1e9 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(seconds))
+}
+
+fn duration(
+    key: &'static str,
+    given: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match given {
+        None => Ok(default),
+        Some(text) => parse_duration(text).ok_or_else(|| {
+            invalid(
+                key,
+                format!("{text:?}"),
+                "a duration such as \"500ms\", \"1s\", \"10s\", \"2m\" or \"1h\"",
+            )
+        }),
+    }
+}
+
+/// Prints durations the way the config file takes them.
+mod duration_text {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        let ms = d.as_millis();
+        if ms % 1000 == 0 {
+            s.serialize_str(&format!("{}s", ms / 1000))
+        } else {
+            s.serialize_str(&format!("{ms}ms"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(text: &str) -> Result<Config, ConfigError> {
+        Config::from_raw(&RawConfig::from_toml(text).unwrap())
+    }
+
+    #[test]
+    fn defaults_match_etsy() {
+        let c = from("").unwrap();
+        assert_eq!(c.stats.flush_interval, Duration::from_secs(10));
+        assert_eq!(c.stats.percent_thresholds, vec![90.0]);
+        assert!(c.naming.legacy_namespace);
+        assert_eq!(c.naming.prefix_stats, "statsd");
+        assert_eq!(c.listen.udp, vec!["0.0.0.0:8125".parse().unwrap()]);
+        assert!(!c.stats.delete_counters);
+        assert!(c.whisper.enabled);
+    }
+
+    #[test]
+    fn delete_idle_stats_sets_defaults_only() {
+        let c = from("[flush]\ndelete_idle_stats = true\ndelete_gauges = false").unwrap();
+        assert!(c.stats.delete_counters && c.stats.delete_timers && c.stats.delete_sets);
+        assert!(!c.stats.delete_gauges);
+    }
+
+    #[test]
+    fn errors_name_key_value_and_expectation() {
+        let e = from("[flush]\ninterval = \"soon\"").unwrap_err().to_string();
+        assert!(e.contains("flush.interval") && e.contains("soon") && e.contains("500ms"), "{e}");
+        let e = from("[listen]\nudp = [\"nowhere\"]").unwrap_err().to_string();
+        assert!(e.contains("listen.udp") && e.contains("nowhere"), "{e}");
+        let e = from("[flush]\npercent_thresholds = [150]").unwrap_err().to_string();
+        assert!(e.contains("percent_thresholds") && e.contains("150"), "{e}");
+        let e = from("[listen]\nudp_receivers = 0").unwrap_err().to_string();
+        assert!(e.contains("udp_receivers") && e.contains("from 1 to 64"), "{e}");
+        let e = from("[carbon]\ndestinations = [\"carbon\"]").unwrap_err().to_string();
+        assert!(e.contains("carbon.destinations") && e.contains("host:port"), "{e}");
+        let e = from("[flush]\nhistogram = [{metric = \"a\", bins = [5, 1]}]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ascending"), "{e}");
+        assert!(RawConfig::from_toml("[flush]\nintervall = \"1s\"").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+}

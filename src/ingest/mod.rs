@@ -1,0 +1,127 @@
+//! Ingest: sockets and framing (`udp`, `tcp`), and the glue that turns a
+//! packet's lines into shard updates ([`PacketParser`]). ingest knows
+//! nothing of Graphite names.
+
+pub mod tcp;
+pub mod udp;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::aggregate::{Aggregator, ShardBatch};
+use crate::protocol::statsd::{lines, parse_line, Line};
+use crate::selfstats::{unix_now_rounded, BatchTally, SelfStats};
+
+/// What every receiver shares.
+pub struct IngestContext {
+    pub aggregator: Arc<Aggregator>,
+    pub selfstats: Arc<SelfStats>,
+    pub sanitize_keys: bool,
+}
+
+/// Per-receiver parsing state, reused from batch to batch.
+#[derive(Default)]
+pub struct PacketParser {
+    batch: ShardBatch,
+    tally: BatchTally,
+    bad_log: LogLimiter,
+}
+
+impl PacketParser {
+    /// Parses one packet (a datagram, or the complete lines of a TCP read)
+    /// into the pending batch.
+    pub fn packet(&mut self, ctx: &IngestContext, packet: &[u8]) {
+        self.tally.packets += 1;
+        for line in lines(packet) {
+            self.tally.lines += 1;
+            let metric = match parse_line(line) {
+                Line::Metric(m) => m,
+                Line::Event | Line::ServiceCheck => {
+                    self.tally.events += 1;
+                    continue;
+                }
+            };
+            let key_start = self.batch.arena().len();
+            metric.write_key(self.batch.arena(), ctx.sanitize_keys);
+            let key_end = self.batch.arena().len();
+            let shard = ctx
+                .aggregator
+                .shard_of(&self.batch.arena()[key_start..key_end]);
+            let mut pushed = false;
+            for sample in metric.samples() {
+                match sample {
+                    Ok(sample) => {
+                        self.batch
+                            .push(shard, (key_start as u32, key_end as u32), &sample);
+                        pushed = true;
+                    }
+                    Err(why) => {
+                        self.tally.bad_lines += 1;
+                        self.bad_log.bad_line(line, &why);
+                    }
+                }
+            }
+            if !pushed {
+                self.batch.arena().truncate(key_start);
+            }
+        }
+    }
+
+    /// Applies the pending batch to the shards and publishes the tallies.
+    pub fn commit(&mut self, ctx: &IngestContext) {
+        self.batch.commit(&ctx.aggregator);
+        if self.tally.packets > 0 {
+            ctx.selfstats.add(&self.tally);
+            ctx.selfstats
+                .last_msg_seen
+                .store(unix_now_rounded(), Ordering::Relaxed);
+        }
+        self.tally = BatchTally::default();
+    }
+
+    pub fn pending(&self) -> usize {
+        self.batch.len()
+    }
+}
+
+/// Logs bad lines at debug level, at most once a second per receiver, with
+/// the number left unlogged in between.
+pub struct LogLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        LogLimiter {
+            last: None,
+            suppressed: 0,
+        }
+    }
+}
+
+impl LogLimiter {
+    fn bad_line(&mut self, line: &[u8], why: &dyn std::fmt::Display) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        let shown = &line[..line.len().min(200)];
+        tracing::debug!(
+            line = %String::from_utf8_lossy(shown),
+            reason = %why,
+            not_logged_since_last = self.suppressed,
+            "bad line skipped"
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}

@@ -1,0 +1,173 @@
+//! The TCP listener: newline framing with partial lines kept across reads,
+//! a maximum line length, and a connection limit. As in Etsy, each read's
+//! complete lines form one packet. Unlike Etsy, an unterminated last line is
+//! processed when the client closes (statsd-ruby 1.4 and Logstash send no
+//! newline at all over TCP).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::{IngestContext, PacketParser};
+
+const READ_SIZE: usize = 64 * 1024;
+
+pub struct TcpLimits {
+    pub max_line_length: usize,
+    pub max_connections: usize,
+}
+
+/// Accepts connections until `shutdown` turns true, then waits for every
+/// connection to drain what it holds.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<IngestContext>,
+    limits: TcpLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stopping = shutdown.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        ctx.selfstats.tcp_connections_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, limit = limits.max_connections,
+                            "TCP connection refused: connection limit reached");
+                        drop(stream);
+                        continue;
+                    };
+                    let ctx = ctx.clone();
+                    let shutdown = shutdown.clone();
+                    let max_line = limits.max_line_length;
+                    connections.spawn(async move {
+                        handle(stream, &ctx, max_line, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = stopped(&mut stopping) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Completes once the shutdown flag is true (or its sender is gone).
+async fn stopped(flag: &mut watch::Receiver<bool>) {
+    while !*flag.borrow_and_update() {
+        if flag.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one connection until EOF, error or shutdown.
+async fn handle(
+    mut stream: TcpStream,
+    ctx: &IngestContext,
+    max_line: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut framer = Framer::new(max_line);
+    let mut parser = PacketParser::default();
+    let mut chunk = vec![0u8; READ_SIZE];
+    loop {
+        let read = tokio::select! {
+            read = stream.read(&mut chunk) => read,
+            _ = stopped(&mut shutdown) => {
+                // Take what the socket already holds, then stop.
+                loop {
+                    match stream.try_read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => framer.feed(&chunk[..n], ctx, &mut parser),
+                    }
+                }
+                break;
+            }
+        };
+        match read {
+            Ok(0) => break,
+            Ok(n) => framer.feed(&chunk[..n], ctx, &mut parser),
+            Err(e) => {
+                tracing::debug!(error = %e, "TCP read failed");
+                break;
+            }
+        }
+    }
+    framer.finish(ctx, &mut parser);
+}
+
+/// Newline framing over a byte stream.
+struct Framer {
+    partial: Vec<u8>,
+    max_line: usize,
+    /// Inside an over-long line: discard until the next newline.
+    skipping: bool,
+}
+
+impl Framer {
+    fn new(max_line: usize) -> Framer {
+        Framer {
+            partial: Vec::new(),
+            max_line,
+            skipping: false,
+        }
+    }
+
+    fn feed(&mut self, mut data: &[u8], ctx: &IngestContext, parser: &mut PacketParser) {
+        if self.skipping {
+            match memchr::memchr(b'\n', data) {
+                Some(at) => {
+                    data = &data[at + 1..];
+                    self.skipping = false;
+                }
+                None => return,
+            }
+        }
+        match memchr::memrchr(b'\n', data) {
+            Some(last) => {
+                if self.partial.is_empty() {
+                    parser.packet(ctx, &data[..=last]);
+                } else {
+                    self.partial.extend_from_slice(&data[..=last]);
+                    parser.packet(ctx, &self.partial);
+                    self.partial.clear();
+                }
+                parser.commit(ctx);
+                self.partial.extend_from_slice(&data[last + 1..]);
+            }
+            None => self.partial.extend_from_slice(data),
+        }
+        if self.partial.len() > self.max_line {
+            ctx.selfstats.lines_too_long.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                bytes = self.partial.len(),
+                limit = self.max_line,
+                "TCP line too long; dropped"
+            );
+            self.partial.clear();
+            self.skipping = true;
+        }
+    }
+
+    /// At close: an unterminated last line still counts.
+    fn finish(&mut self, ctx: &IngestContext, parser: &mut PacketParser) {
+        if !self.partial.is_empty() && !self.skipping {
+            parser.packet(ctx, &self.partial);
+            parser.commit(ctx);
+        }
+        self.partial.clear();
+    }
+}

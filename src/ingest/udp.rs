@@ -1,0 +1,134 @@
+//! UDP receivers: one OS thread per SO_REUSEPORT socket, each receiving
+//! batches of datagrams with recvmmsg and parsing them in place from its
+//! receive buffers. A batch's samples reach the shards with one lock per
+//! shard. At shutdown a receiver drains what its socket still holds.
+
+use std::io;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{IngestContext, PacketParser};
+
+/// Largest UDP payload over IPv4.
+const DATAGRAM_MAX: usize = 65536;
+/// Datagrams per recvmmsg call.
+const BATCH: usize = 32;
+/// How often a blocked receiver looks at the stop flag.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Receive buffers and the kernel structures pointing into them.
+struct MmsgBuffers {
+    data: Vec<u8>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+// The raw pointers in iovecs/headers point into `data`, which this struct
+// owns and never reallocates; the struct moves between threads whole.
+unsafe impl Send for MmsgBuffers {}
+
+impl MmsgBuffers {
+    fn new() -> Box<MmsgBuffers> {
+        let mut b = Box::new(MmsgBuffers {
+            data: vec![0u8; DATAGRAM_MAX * BATCH],
+            iovecs: Vec::with_capacity(BATCH),
+            headers: Vec::with_capacity(BATCH),
+        });
+        let base = b.data.as_mut_ptr();
+        for i in 0..BATCH {
+            b.iovecs.push(libc::iovec {
+                // In bounds: i * DATAGRAM_MAX < data.len().
+                iov_base: unsafe { base.add(i * DATAGRAM_MAX) }.cast(),
+                iov_len: DATAGRAM_MAX,
+            });
+        }
+        let iov = b.iovecs.as_mut_ptr();
+        for i in 0..BATCH {
+            // mmsghdr is plain data; all-zero is a valid empty header.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = unsafe { iov.add(i) };
+            h.msg_hdr.msg_iovlen = 1;
+            b.headers.push(h);
+        }
+        b
+    }
+
+    /// Receives up to BATCH datagrams; returns how many arrived.
+    fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
+        for h in &mut self.headers {
+            h.msg_len = 0;
+        }
+        // SAFETY: headers[i] points at iovecs[i], which points at a distinct
+        // DATAGRAM_MAX-byte slice of `data`; all three live as long as self
+        // and are not touched by Rust during the call. The kernel writes at
+        // most iov_len bytes per message and BATCH headers.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn datagram(&self, i: usize) -> &[u8] {
+        let len = (self.headers[i].msg_len as usize).min(DATAGRAM_MAX);
+        &self.data[i * DATAGRAM_MAX..i * DATAGRAM_MAX + len]
+    }
+}
+
+/// Runs one receiver until `stop` is set, then drains the socket and
+/// returns. Meant for its own OS thread.
+pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, stop: Arc<AtomicBool>) {
+    if let Err(e) = socket.set_read_timeout(Some(POLL)) {
+        tracing::error!(error = %e, "cannot set the UDP read timeout; receiver stops");
+        return;
+    }
+    let mut buffers = MmsgBuffers::new();
+    let mut parser = PacketParser::default();
+    loop {
+        let draining = stop.load(Ordering::Acquire);
+        let flags = if draining {
+            libc::MSG_DONTWAIT
+        } else {
+            libc::MSG_WAITFORONE
+        };
+        match buffers.receive(&socket, flags) {
+            Ok(n) => {
+                for i in 0..n {
+                    parser.packet(&ctx, buffers.datagram(i));
+                }
+                parser.commit(&ctx);
+            }
+            Err(e) if is_timeout(&e) => {
+                if draining {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "UDP receive failed");
+                if draining {
+                    return;
+                }
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}

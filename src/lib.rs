@@ -1,0 +1,9 @@
+//! sluice: a StatsD aggregation agent. See ARCHITECTURE.md for the map.
+
+pub mod agent;
+pub mod aggregate;
+pub mod config;
+pub mod ingest;
+pub mod protocol;
+pub mod selfstats;
+pub mod sink;

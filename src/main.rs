@@ -1,0 +1,165 @@
+//! The `sluice` binary: command-line flags, logging, signals.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use sluice::agent::{self, BoundSockets};
+use sluice::config::{Config, RawConfig};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "StatsD aggregation agent with Graphite output")]
+struct Cli {
+    #[command(flatten)]
+    flags: Flags,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (the default).
+    Run,
+    /// Validate the configuration and print the effective settings.
+    CheckConfig,
+}
+
+/// Settings that override the config file.
+#[derive(Args, Clone, Default)]
+struct Flags {
+    /// TOML config file (see config/sluice.toml); without it, defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// UDP listen address (repeatable), e.g. 127.0.0.1:8125.
+    #[arg(long, global = true, value_name = "ADDR")]
+    udp: Vec<String>,
+    /// TCP listen address (repeatable).
+    #[arg(long, global = true, value_name = "ADDR")]
+    tcp: Vec<String>,
+    /// Admin interface address.
+    #[arg(long, global = true, value_name = "ADDR")]
+    admin: Option<String>,
+    /// Carbon line-protocol destination host:port (repeatable).
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    carbon: Vec<String>,
+    /// Flush interval: 500ms, 1s, 10s...
+    #[arg(long, global = true, value_name = "DURATION")]
+    flush_interval: Option<String>,
+    /// Directory of the embedded whisper store.
+    #[arg(long, global = true, value_name = "DIR")]
+    whisper_dir: Option<String>,
+    /// Do not write the embedded whisper store.
+    #[arg(long, global = true)]
+    no_whisper: bool,
+    /// Also print every flushed point to stdout.
+    #[arg(long, global = true)]
+    console: bool,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+impl Flags {
+    /// Reads the file (if any) and lays the flags over it.
+    fn raw_config(&self) -> anyhow::Result<RawConfig> {
+        let mut raw = match &self.config {
+            Some(path) => RawConfig::from_file(path)?,
+            None => RawConfig::default(),
+        };
+        if !self.udp.is_empty() {
+            raw.listen.udp = Some(self.udp.clone());
+        }
+        if !self.tcp.is_empty() {
+            raw.listen.tcp = Some(self.tcp.clone());
+        }
+        if let Some(admin) = &self.admin {
+            raw.admin.address = Some(admin.clone());
+        }
+        if !self.carbon.is_empty() {
+            raw.carbon.destinations = Some(self.carbon.clone());
+        }
+        if let Some(interval) = &self.flush_interval {
+            raw.flush.interval = Some(interval.clone());
+        }
+        if let Some(dir) = &self.whisper_dir {
+            raw.whisper.dir = Some(dir.clone());
+            raw.whisper.enabled = Some(true);
+        }
+        if self.no_whisper {
+            raw.whisper.enabled = Some(false);
+        }
+        if self.console {
+            raw.console.enabled = Some(true);
+        }
+        if let Some(level) = &self.log_level {
+            raw.log.level = Some(level.clone());
+        }
+        Ok(raw)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let raw = cli.flags.raw_config()?;
+    let config = Config::from_raw(&raw)?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            let text = toml::to_string_pretty(&config).context("printing the config")?;
+            println!("# effective configuration (valid)\n{text}");
+            Ok(())
+        }
+        Command::Run => run(config),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sluice={level},{level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    init_logging(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("sluice-io")
+        .build()?;
+    runtime.block_on(async {
+        let sockets = BoundSockets::bind(&config)?;
+        agent::run(config, sockets, Vec::new(), shutdown_signal()).await
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,518 @@
+//! The StatsD line grammar, as Etsy's statsd 0.9 implements it, plus the
+//! DogStatsD fields real clients send.
+//!
+//! A line is `key[:sample]...[|#tags]` and a sample is
+//! `value|type[|@rate][|field]...`. Parsing is zero-copy over the line's
+//! bytes: [`parse_line`] splits a line, [`MetricLine::samples`] walks its
+//! samples one at a time and [`MetricLine::write_key`] writes the sanitised
+//! key (tags folded in as `;k=v`) into a caller-owned buffer, so a known key
+//! costs no allocation. Nothing here panics on any input.
+
+use memchr::{memchr, memmem};
+
+use super::number::{parse_js_number, parse_unsigned_decimal, trim_js_space};
+
+/// What one sample updates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleKind {
+    Counter,
+    /// `delta` is true when the value had a leading `+` or `-`.
+    Gauge {
+        delta: bool,
+    },
+    /// `ms`, and also DogStatsD's `h` and `d`.
+    Timer,
+    Set,
+}
+
+/// One `value|type[|@rate]` sample of a line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample<'a> {
+    pub kind: SampleKind,
+    /// The numeric value (0 for sets).
+    pub value: f64,
+    /// The sample rate, finite and > 0; 1 when absent.
+    pub rate: f64,
+    /// The set member, exactly as sent (`"0"` for an empty member).
+    pub member: &'a [u8],
+}
+
+/// Why a sample was refused. Each refused sample counts one bad line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadSample {
+    #[error("no value (the line has no ':')")]
+    NoValue,
+    #[error("no type after the value")]
+    NoType,
+    #[error("the value is not a number")]
+    NotANumber,
+    #[error("the value is not finite")]
+    NotFinite,
+    #[error("a timer value must be >= 0")]
+    NegativeTimer,
+    #[error("the sample rate is not a decimal number > 0")]
+    BadRate,
+    #[error("the field after the type is neither a rate nor a DogStatsD field")]
+    UnknownField,
+}
+
+/// One non-empty line, classified.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Line<'a> {
+    Metric(MetricLine<'a>),
+    /// A DogStatsD event (`_e{...}`): not a metric, dropped and counted.
+    Event,
+    /// A DogStatsD service check (`_sc|...`): dropped and counted.
+    ServiceCheck,
+}
+
+/// A metric line split into its parts, nothing validated yet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricLine<'a> {
+    raw_key: &'a [u8],
+    /// The tag list after `|#`, up to the next `|` (may be empty).
+    tags: &'a [u8],
+    /// Everything after the key's `:`; `None` when the line had no `:`.
+    samples: Option<&'a [u8]>,
+    /// Fields that followed the tag list (`|T123`, `|@0.5`...): they belong
+    /// to the last sample.
+    trailer: &'a [u8],
+}
+
+/// Splits a packet into its lines (on `\n`), skipping empty ones. A trailing
+/// `\r` is removed, so `\r\n` line ends work.
+pub fn lines(packet: &[u8]) -> impl Iterator<Item = &[u8]> {
+    packet.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        (!line.is_empty()).then_some(line)
+    })
+}
+
+/// Classifies one line (from [`lines`]: non-empty, no `\n`).
+pub fn parse_line(line: &[u8]) -> Line<'_> {
+    if line.starts_with(b"_e{") {
+        return Line::Event;
+    }
+    if line.starts_with(b"_sc|") {
+        return Line::ServiceCheck;
+    }
+    let (body, tags, trailer) = match memmem::find(line, b"|#") {
+        Some(at) => {
+            let after = &line[at + 2..];
+            let tag_end = memchr(b'|', after).unwrap_or(after.len());
+            (&line[..at], &after[..tag_end], &after[tag_end..])
+        }
+        None => (line, &line[line.len()..], &line[line.len()..]),
+    };
+    let (raw_key, samples) = match memchr(b':', body) {
+        Some(at) => (&body[..at], Some(&body[at + 1..])),
+        None => (body, None),
+    };
+    Line::Metric(MetricLine {
+        raw_key,
+        tags,
+        samples,
+        trailer,
+    })
+}
+
+impl<'a> MetricLine<'a> {
+    /// Appends the metric's key to `out`: the raw key plus `;tag` for every
+    /// tag (first `;` of a tag to `_`, first `:` to `=`), sanitised as Etsy
+    /// does when `sanitize` is on.
+    pub fn write_key(&self, out: &mut Vec<u8>, sanitize: bool) {
+        let mut sink = KeySink {
+            out,
+            sanitize,
+            in_space: false,
+        };
+        sink.push_bytes(self.raw_key);
+        if !self.tags.is_empty() {
+            for tag in self.tags.split(|&b| b == b',') {
+                sink.push_char(';');
+                let mut semicolon_done = false;
+                let mut colon_done = false;
+                sink.push_mapped(tag, |c| match c {
+                    ';' if !semicolon_done => {
+                        semicolon_done = true;
+                        '_'
+                    }
+                    ':' if !colon_done => {
+                        colon_done = true;
+                        '='
+                    }
+                    other => other,
+                });
+            }
+        }
+    }
+
+    /// The samples of the line, each parsed or refused on its own.
+    pub fn samples(&self) -> Samples<'a> {
+        Samples {
+            rest: self.samples,
+            trailer: self.trailer,
+            missing_value: self.samples.is_none(),
+        }
+    }
+}
+
+/// Iterator over the samples of one line.
+pub struct Samples<'a> {
+    rest: Option<&'a [u8]>,
+    trailer: &'a [u8],
+    missing_value: bool,
+}
+
+impl<'a> Iterator for Samples<'a> {
+    type Item = Result<Sample<'a>, BadSample>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.missing_value {
+            // Etsy reads a bare `key` as a sample with no type: one bad line.
+            self.missing_value = false;
+            return Some(Err(BadSample::NoValue));
+        }
+        let rest = self.rest?;
+        let (piece, last) = match sample_end(rest) {
+            Some(at) => {
+                self.rest = Some(&rest[at + 1..]);
+                (&rest[..at], false)
+            }
+            None => {
+                self.rest = None;
+                (rest, true)
+            }
+        };
+        let trailer = if last { self.trailer } else { &[][..] };
+        Some(parse_sample(piece, trailer))
+    }
+}
+
+/// Where the first sample of `rest` ends: the first `:` that is not inside
+/// a DogStatsD `|c:container` or `|card:value` field (fields after the
+/// type), so `a:1|c|c:abc` is one sample and `a:1|c:2|c` two.
+fn sample_end(rest: &[u8]) -> Option<usize> {
+    let mut field = 0;
+    let mut field_start = 0;
+    for at in memchr::memchr2_iter(b':', b'|', rest) {
+        if rest[at] == b'|' {
+            field += 1;
+            field_start = at + 1;
+        } else if !(field >= 2 && matches!(&rest[field_start..at], b"c" | b"card")) {
+            return Some(at);
+        }
+    }
+    None
+}
+
+fn parse_sample<'a>(piece: &'a [u8], trailer: &'a [u8]) -> Result<Sample<'a>, BadSample> {
+    let mut fields = piece.split(|&b| b == b'|');
+    let value = fields.next().unwrap_or_default();
+    let type_field = fields.next().ok_or(BadSample::NoType)?;
+    let trailer_fields = trailer
+        .strip_prefix(b"|")
+        .map(|t| t.split(|&b| b == b'|'))
+        .into_iter()
+        .flatten();
+
+    let mut rate = 1.0;
+    let mut rate_seen = false;
+    for (position, field) in (2..).zip(fields.chain(trailer_fields)) {
+        if let Some(text) = field.strip_prefix(b"@") {
+            if !rate_seen {
+                rate = parse_rate(text)?;
+                rate_seen = true;
+            }
+        } else if field.starts_with(b"#")
+            || field.starts_with(b"c:")
+            || field.starts_with(b"card:")
+            || field.starts_with(b"T")
+        {
+            // DogStatsD extras: container id, cardinality, timestamp.
+        } else if position == 2 {
+            // Etsy insists the field after the type is a rate; later fields
+            // are ignored.
+            return Err(BadSample::UnknownField);
+        }
+    }
+
+    let kind_name = trim_js_space(type_field);
+    if type_field == b"s" {
+        let member = if value.is_empty() { &b"0"[..] } else { value };
+        return Ok(Sample {
+            kind: SampleKind::Set,
+            value: 0.0,
+            rate,
+            member,
+        });
+    }
+    // Etsy's validator: anything but an exact `s` needs a numeric value,
+    // and the empty string is not numeric.
+    if value.is_empty() {
+        return Err(BadSample::NotANumber);
+    }
+    let number = parse_js_number(value).ok_or(BadSample::NotANumber)?;
+    if !number.is_finite() {
+        return Err(BadSample::NotFinite);
+    }
+    let kind = match kind_name {
+        b"ms" | b"h" | b"d" => {
+            if number < 0.0 {
+                return Err(BadSample::NegativeTimer);
+            }
+            SampleKind::Timer
+        }
+        b"g" => SampleKind::Gauge {
+            delta: matches!(value.first(), Some(b'+' | b'-')),
+        },
+        // A set type with surrounding blanks passed the numeric check above,
+        // as in Etsy; the member is the value text.
+        b"s" => {
+            return Ok(Sample {
+                kind: SampleKind::Set,
+                value: 0.0,
+                rate,
+                member: value,
+            })
+        }
+        // Etsy counts every other type (`c`, `C`, unknown ones) as a counter.
+        _ => SampleKind::Counter,
+    };
+    Ok(Sample {
+        kind,
+        value: number,
+        rate,
+        member: &[],
+    })
+}
+
+/// The text after `@`: an unsigned decimal, finite and > 0. Etsy accepts
+/// more (and crashes on `@+0.5`, divides by zero on `@0`, reads `@2e-1` as
+/// 2); those are bad lines here.
+fn parse_rate(text: &[u8]) -> Result<f64, BadSample> {
+    match parse_unsigned_decimal(text) {
+        Some(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(BadSample::BadRate),
+    }
+}
+
+/// Writes key characters, applying Etsy's sanitising when asked: runs of
+/// whitespace become one `_`, `/` becomes `-`, and anything outside
+/// `[A-Za-z0-9_.;=-]` is dropped.
+struct KeySink<'o> {
+    out: &'o mut Vec<u8>,
+    sanitize: bool,
+    in_space: bool,
+}
+
+impl KeySink<'_> {
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        self.push_mapped(bytes, |c| c);
+    }
+
+    fn push_mapped(&mut self, bytes: &[u8], mut map: impl FnMut(char) -> char) {
+        if !self.sanitize {
+            if bytes.is_ascii() {
+                for &b in bytes {
+                    let c = map(b as char);
+                    self.out.push(c as u8);
+                }
+            } else {
+                let text = String::from_utf8_lossy(bytes);
+                let mut utf8 = [0u8; 4];
+                for c in text.chars() {
+                    self.out
+                        .extend_from_slice(map(c).encode_utf8(&mut utf8).as_bytes());
+                }
+            }
+            return;
+        }
+        if bytes.is_ascii() {
+            for &b in bytes {
+                self.push_char(map(b as char));
+            }
+        } else {
+            for c in String::from_utf8_lossy(bytes).chars() {
+                self.push_char(map(c));
+            }
+        }
+    }
+
+    fn push_char(&mut self, c: char) {
+        if !self.sanitize {
+            let mut utf8 = [0u8; 4];
+            self.out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            return;
+        }
+        if is_js_regex_space(c) {
+            if !self.in_space {
+                self.out.push(b'_');
+                self.in_space = true;
+            }
+            return;
+        }
+        self.in_space = false;
+        match c {
+            '/' => self.out.push(b'-'),
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '.' | ';' | '=' | '-' => {
+                self.out.push(c as u8)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// JavaScript's `\s`: Unicode White_Space less U+0085, plus U+FEFF.
+fn is_js_regex_space(c: char) -> bool {
+    (c.is_whitespace() && c != '\u{85}') || c == '\u{feff}'
+}
+
+/// Sanitises a whole key the way the parser does (for names that did not
+/// come through the parser, and for tests).
+pub fn sanitize_key(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut sink = KeySink {
+        out: &mut out,
+        sanitize: true,
+        in_space: false,
+    };
+    sink.push_bytes(raw);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(line: &str) -> String {
+        match parse_line(line.as_bytes()) {
+            Line::Metric(m) => {
+                let mut out = Vec::new();
+                m.write_key(&mut out, true);
+                String::from_utf8(out).unwrap()
+            }
+            other => panic!("not a metric line: {other:?}"),
+        }
+    }
+
+    fn samples_of(line: &str) -> Vec<Result<Sample<'_>, BadSample>> {
+        match parse_line(line.as_bytes()) {
+            Line::Metric(m) => m.samples().collect(),
+            other => panic!("not a metric line: {other:?}"),
+        }
+    }
+
+    fn one(line: &str) -> Result<Sample<'_>, BadSample> {
+        let mut all = samples_of(line);
+        assert_eq!(all.len(), 1, "{line}");
+        all.remove(0)
+    }
+
+    #[test]
+    fn sanitises_keys_like_etsy() {
+        assert_eq!(key_of("my key/with+junk:1|c"), "my_key-withjunk");
+        assert_eq!(key_of("a\tb:1|c"), "a_b");
+        assert_eq!(key_of("a \t b:1|c"), "a_b");
+        assert_eq!(key_of("dots..x:1|c"), "dots..x");
+        assert_eq!(key_of("ü:1|c"), "");
+        assert_eq!(key_of("a\u{a0}b:1|c"), "a_b");
+        assert_eq!(key_of("ex:1|c|#a:b:c,d"), "ex;a=bc;d");
+        assert_eq!(key_of("t:1|c|#env:prod,region:eu"), "t;env=prod;region=eu");
+        assert_eq!(
+            key_of("foo+bar:250|c|#tag1:val;1,tag3:val3,tag2:val2"),
+            "foobar;tag1=val_1;tag3=val3;tag2=val2"
+        );
+        assert_eq!(key_of("b ar;tag1=val1:1|c"), "b_ar;tag1=val1");
+    }
+
+    #[test]
+    fn counters_gauges_timers_sets() {
+        let s = one("hits:2|c|@0.5").unwrap();
+        assert_eq!((s.kind, s.value, s.rate), (SampleKind::Counter, 2.0, 0.5));
+        let s = one("g:+5|g").unwrap();
+        assert_eq!(s.kind, SampleKind::Gauge { delta: true });
+        let s = one("g:5|g").unwrap();
+        assert_eq!(s.kind, SampleKind::Gauge { delta: false });
+        let s = one("g: +5|g").unwrap();
+        assert_eq!((s.kind, s.value), (SampleKind::Gauge { delta: false }, 5.0));
+        assert_eq!(one("t:1e3|ms").unwrap().value, 1000.0);
+        assert_eq!(one("t:5|h").unwrap().kind, SampleKind::Timer);
+        assert_eq!(one("t:5|d").unwrap().kind, SampleKind::Timer);
+        let s = one("u:alice|s").unwrap();
+        assert_eq!((s.kind, s.member), (SampleKind::Set, &b"alice"[..]));
+        assert_eq!(one("u:|s").unwrap().member, b"0");
+        assert_eq!(one("odd:5|C").unwrap().kind, SampleKind::Counter);
+        assert_eq!(one("ec:0x10|c").unwrap().value, 16.0);
+        assert_eq!(one("ed: |c").unwrap().value, 0.0);
+        assert_eq!(one("r:1|c|@1e-05").unwrap().rate, 1e-5);
+        assert_eq!(one("ee:1|c|@0.5|extra").unwrap().rate, 0.5);
+        assert_eq!(one("typ:1| c").unwrap().kind, SampleKind::Counter);
+    }
+
+    #[test]
+    fn several_samples_per_line() {
+        let all = samples_of("lat:400|ms:120|ms");
+        let values: Vec<f64> = all.iter().map(|s| s.unwrap().value).collect();
+        assert_eq!(values, vec![400.0, 120.0]);
+        let all = samples_of("u:v:1|c");
+        assert_eq!(all[0], Err(BadSample::NoType));
+        assert_eq!(all[1].unwrap().value, 1.0);
+        let all = samples_of("set2:a:b|s");
+        assert!(all[0].is_err());
+        assert_eq!(all[1].unwrap().member, b"b");
+    }
+
+    #[test]
+    fn dogstatsd_fields_by_prefix() {
+        let s = one("a:1|c|T1656581400|#k:v").unwrap();
+        assert_eq!(s.value, 1.0);
+        let s = one("a:1|c|#k:v|@0.5").unwrap();
+        assert_eq!(s.rate, 0.5);
+        assert_eq!(key_of("a:1|c|#k:v|@0.5"), "a;k=v");
+        let s = one("a:1|c|c:abc|card:low").unwrap();
+        assert_eq!(s.rate, 1.0);
+        assert_eq!(parse_line(b"_e{5,4}:title|text"), Line::Event);
+        assert_eq!(parse_line(b"_sc|name|0"), Line::ServiceCheck);
+    }
+
+    #[test]
+    fn bad_samples() {
+        let bad: &[(&str, BadSample)] = &[
+            ("nocolon|c", BadSample::NoValue),
+            ("ej", BadSample::NoValue),
+            ("ek:1", BadSample::NoType),
+            ("bad:abc|c", BadSample::NotANumber),
+            ("emptyval:|c", BadSample::NotANumber),
+            ("emptyg:|g", BadSample::NotANumber),
+            ("neg:-1|ms", BadSample::NegativeTimer),
+            ("crash:1|c|@+0.5", BadSample::BadRate),
+            ("crash:1|c|@ 0.5", BadSample::BadRate),
+            ("crash:1|c|@Infinity", BadSample::BadRate),
+            ("ea:1|c|@0", BadSample::BadRate),
+            ("r:1|c|@", BadSample::BadRate),
+            ("r:1|c|@.", BadSample::BadRate),
+            ("r:1|c|@-1.0", BadSample::BadRate),
+            ("r:1|c|blah", BadSample::UnknownField),
+            ("eq:Infinity|c", BadSample::NotFinite),
+            ("x:0,345345|ms", BadSample::NotANumber),
+        ];
+        for (line, want) in bad {
+            assert_eq!(one(line), Err(*want), "{line}");
+        }
+    }
+
+    #[test]
+    fn lines_split_and_skip_empty() {
+        let got: Vec<&[u8]> = lines(b"a:1|c\n\nb:2|c\r\n\r\n").collect();
+        assert_eq!(got, vec![&b"a:1|c"[..], &b"b:2|c"[..]]);
+    }
+
+    #[test]
+    fn sanitize_key_is_idempotent_on_examples() {
+        for raw in ["a b", "a/b", "ü", "x;y=z", "a\t\tb"] {
+            let once = sanitize_key(raw.as_bytes());
+            assert_eq!(sanitize_key(&once), once);
+        }
+    }
+}

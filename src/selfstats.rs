@@ -1,0 +1,102 @@
+//! The agent's own counters: one definition each, incremented by ingest and
+//! the sinks, folded into the flush under the `statsd.*` names (Etsy's
+//! prefixStats). Receivers add per batch, not per line.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Counters that become StatsD counters at each flush.
+#[derive(Debug, Default)]
+pub struct SelfStats {
+    pub packets_received: AtomicU64,
+    pub metrics_received: AtomicU64,
+    pub bad_lines_seen: AtomicU64,
+    /// DogStatsD events and service checks (not metrics; dropped).
+    pub events_dropped: AtomicU64,
+    /// TCP lines longer than listen.tcp_max_line_length (dropped).
+    pub lines_too_long: AtomicU64,
+    /// TCP connections closed at once because of listen.tcp_max_connections.
+    pub tcp_connections_refused: AtomicU64,
+    /// Flushed values that were NaN or infinite (never sent to carbon).
+    pub non_finite_dropped: AtomicU64,
+    /// Unix seconds of the last packet (for the admin interface).
+    pub last_msg_seen: AtomicI64,
+}
+
+/// One receiver's tallies for one batch, added to [`SelfStats`] at once.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchTally {
+    pub packets: u64,
+    pub lines: u64,
+    pub bad_lines: u64,
+    pub events: u64,
+}
+
+impl SelfStats {
+    pub fn add(&self, tally: &BatchTally) {
+        if tally.packets > 0 {
+            self.packets_received.fetch_add(tally.packets, Ordering::Relaxed);
+        }
+        if tally.lines > 0 {
+            self.metrics_received.fetch_add(tally.lines, Ordering::Relaxed);
+        }
+        if tally.bad_lines > 0 {
+            self.bad_lines_seen.fetch_add(tally.bad_lines, Ordering::Relaxed);
+        }
+        if tally.events > 0 {
+            self.events_dropped.fetch_add(tally.events, Ordering::Relaxed);
+        }
+    }
+
+    /// Etsy's three internal counters, taken (reset to 0) for a flush.
+    pub fn take_etsy_counters(&self) -> [(&'static str, u64); 3] {
+        [
+            ("bad_lines_seen", self.bad_lines_seen.swap(0, Ordering::Relaxed)),
+            ("packets_received", self.packets_received.swap(0, Ordering::Relaxed)),
+            ("metrics_received", self.metrics_received.swap(0, Ordering::Relaxed)),
+        ]
+    }
+
+    /// sluice's own counters, taken for a flush. They become series only
+    /// once non-zero, so a clean stream has Etsy's exact set of names.
+    pub fn take_extra_counters(&self) -> [(&'static str, u64); 4] {
+        [
+            ("events_dropped", self.events_dropped.swap(0, Ordering::Relaxed)),
+            ("lines_too_long", self.lines_too_long.swap(0, Ordering::Relaxed)),
+            (
+                "tcp_connections_refused",
+                self.tcp_connections_refused.swap(0, Ordering::Relaxed),
+            ),
+            ("non_finite_dropped", self.non_finite_dropped.swap(0, Ordering::Relaxed)),
+        ]
+    }
+}
+
+/// Etsy's graphite backend self-stats, reported in the next flush as
+/// `graphiteStats.*` (the values of the previous delivery, as in Etsy).
+#[derive(Debug, Default)]
+pub struct GraphiteStats {
+    pub last_flush: AtomicI64,
+    pub last_exception: AtomicI64,
+    pub flush_time_ms: AtomicU64,
+    pub flush_length: AtomicU64,
+}
+
+impl GraphiteStats {
+    pub fn new(startup_second: i64) -> GraphiteStats {
+        let s = GraphiteStats::default();
+        s.last_flush.store(startup_second, Ordering::Relaxed);
+        s
+    }
+}
+
+pub fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Now in whole seconds, rounded as Etsy rounds it.
+pub fn unix_now_rounded() -> i64 {
+    unix_now_f64().round() as i64
+}
