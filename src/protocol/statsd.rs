@@ -10,7 +10,7 @@
 
 use memchr::{memchr, memmem};
 
-use super::number::{parse_js_number, parse_unsigned_decimal, trim_js_space};
+use super::number::{is_js_space, parse_js_number, parse_unsigned_decimal, trim_js_space};
 
 /// What one sample updates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -291,7 +291,10 @@ fn parse_sample<'a>(piece: &'a [u8], trailer: &'a [u8]) -> Result<Sample<'a>, Ba
 /// more (and crashes on `@+0.5`, divides by zero on `@0`, reads `@2e-1` as
 /// 2); those are bad lines here.
 fn parse_rate(text: &[u8]) -> Result<f64, BadSample> {
-    match parse_unsigned_decimal(text) {
+    // Trailing blanks are fine (Etsy's Number() trims them); leading ones
+    // crash Etsy and are refused here.
+    let end = text.len() - text.iter().rev().take_while(|b| is_js_space(**b)).count();
+    match parse_unsigned_decimal(&text[..end]) {
         Some(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
         _ => Err(BadSample::BadRate),
     }
@@ -447,6 +450,7 @@ mod tests {
         assert_eq!(one("ed: |c").unwrap().value, 0.0);
         assert_eq!(one("r:1|c|@1e-05").unwrap().rate, 1e-5);
         assert_eq!(one("ee:1|c|@0.5|extra").unwrap().rate, 0.5);
+        assert_eq!(one("rate2:1|c|@0.5 ").unwrap().rate, 0.5);
         assert_eq!(one("typ:1| c").unwrap().kind, SampleKind::Counter);
     }
 
