@@ -207,7 +207,9 @@ pub async fn run(
     }
     tracing::info!("final flush");
     let _ = stop_flush.send(());
-    tokio::task::spawn_blocking(move || flush_thread.join()).await?.ok();
+    tokio::task::spawn_blocking(move || flush_thread.join())
+        .await?
+        .ok();
 
     let sinks = Arc::try_unwrap(sinks).unwrap_or_default();
     let grace = config.shutdown_timeout + Duration::from_secs(1);

@@ -28,7 +28,11 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: &'static str, value: impl std::fmt::Display, expected: &'static str) -> ConfigError {
+fn invalid(
+    key: &'static str,
+    value: impl std::fmt::Display,
+    expected: &'static str,
+) -> ConfigError {
     ConfigError::Invalid {
         key,
         value: value.to_string(),
@@ -552,7 +556,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => number * 3600.0,
         _ => return None,
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 1e9 {
+    if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
         return None;
     }
     Some(Duration::from_secs_f64(seconds))
@@ -581,7 +585,7 @@ mod duration_text {
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         let ms = d.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             s.serialize_str(&format!("{}s", ms / 1000))
         } else {
             s.serialize_str(&format!("{ms}ms"))
@@ -618,16 +622,33 @@ mod tests {
 
     #[test]
     fn errors_name_key_value_and_expectation() {
-        let e = from("[flush]\ninterval = \"soon\"").unwrap_err().to_string();
-        assert!(e.contains("flush.interval") && e.contains("soon") && e.contains("500ms"), "{e}");
-        let e = from("[listen]\nudp = [\"nowhere\"]").unwrap_err().to_string();
+        let e = from("[flush]\ninterval = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("flush.interval") && e.contains("soon") && e.contains("500ms"),
+            "{e}"
+        );
+        let e = from("[listen]\nudp = [\"nowhere\"]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen.udp") && e.contains("nowhere"), "{e}");
-        let e = from("[flush]\npercent_thresholds = [150]").unwrap_err().to_string();
+        let e = from("[flush]\npercent_thresholds = [150]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("percent_thresholds") && e.contains("150"), "{e}");
         let e = from("[listen]\nudp_receivers = 0").unwrap_err().to_string();
-        assert!(e.contains("udp_receivers") && e.contains("from 1 to 64"), "{e}");
-        let e = from("[carbon]\ndestinations = [\"carbon\"]").unwrap_err().to_string();
-        assert!(e.contains("carbon.destinations") && e.contains("host:port"), "{e}");
+        assert!(
+            e.contains("udp_receivers") && e.contains("from 1 to 64"),
+            "{e}"
+        );
+        let e = from("[carbon]\ndestinations = [\"carbon\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("carbon.destinations") && e.contains("host:port"),
+            "{e}"
+        );
         let e = from("[flush]\nhistogram = [{metric = \"a\", bins = [5, 1]}]")
             .unwrap_err()
             .to_string();

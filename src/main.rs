@@ -11,7 +11,11 @@ use sluice::agent::{self, BoundSockets};
 use sluice::config::{Config, RawConfig};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "StatsD aggregation agent with Graphite output")]
+#[command(
+    name = "sluice",
+    version,
+    about = "StatsD aggregation agent with Graphite output"
+)]
 struct Cli {
     #[command(flatten)]
     flags: Flags,

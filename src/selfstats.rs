@@ -34,25 +34,38 @@ pub struct BatchTally {
 impl SelfStats {
     pub fn add(&self, tally: &BatchTally) {
         if tally.packets > 0 {
-            self.packets_received.fetch_add(tally.packets, Ordering::Relaxed);
+            self.packets_received
+                .fetch_add(tally.packets, Ordering::Relaxed);
         }
         if tally.lines > 0 {
-            self.metrics_received.fetch_add(tally.lines, Ordering::Relaxed);
+            self.metrics_received
+                .fetch_add(tally.lines, Ordering::Relaxed);
         }
         if tally.bad_lines > 0 {
-            self.bad_lines_seen.fetch_add(tally.bad_lines, Ordering::Relaxed);
+            self.bad_lines_seen
+                .fetch_add(tally.bad_lines, Ordering::Relaxed);
         }
         if tally.events > 0 {
-            self.events_dropped.fetch_add(tally.events, Ordering::Relaxed);
+            self.events_dropped
+                .fetch_add(tally.events, Ordering::Relaxed);
         }
     }
 
     /// Etsy's three internal counters, taken (reset to 0) for a flush.
     pub fn take_etsy_counters(&self) -> [(&'static str, u64); 3] {
         [
-            ("bad_lines_seen", self.bad_lines_seen.swap(0, Ordering::Relaxed)),
-            ("packets_received", self.packets_received.swap(0, Ordering::Relaxed)),
-            ("metrics_received", self.metrics_received.swap(0, Ordering::Relaxed)),
+            (
+                "bad_lines_seen",
+                self.bad_lines_seen.swap(0, Ordering::Relaxed),
+            ),
+            (
+                "packets_received",
+                self.packets_received.swap(0, Ordering::Relaxed),
+            ),
+            (
+                "metrics_received",
+                self.metrics_received.swap(0, Ordering::Relaxed),
+            ),
         ]
     }
 
@@ -60,13 +73,22 @@ impl SelfStats {
     /// once non-zero, so a clean stream has Etsy's exact set of names.
     pub fn take_extra_counters(&self) -> [(&'static str, u64); 4] {
         [
-            ("events_dropped", self.events_dropped.swap(0, Ordering::Relaxed)),
-            ("lines_too_long", self.lines_too_long.swap(0, Ordering::Relaxed)),
+            (
+                "events_dropped",
+                self.events_dropped.swap(0, Ordering::Relaxed),
+            ),
+            (
+                "lines_too_long",
+                self.lines_too_long.swap(0, Ordering::Relaxed),
+            ),
             (
                 "tcp_connections_refused",
                 self.tcp_connections_refused.swap(0, Ordering::Relaxed),
             ),
-            ("non_finite_dropped", self.non_finite_dropped.swap(0, Ordering::Relaxed)),
+            (
+                "non_finite_dropped",
+                self.non_finite_dropped.swap(0, Ordering::Relaxed),
+            ),
         ]
     }
 }

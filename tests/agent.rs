@@ -11,7 +11,13 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn start(capture: &CarbonCapture, extra: &[&str]) -> Sluice {
     let carbon = capture.addr.to_string();
-    let mut args = vec!["--no-whisper", "--flush-interval", "1s", "--carbon", &carbon];
+    let mut args = vec![
+        "--no-whisper",
+        "--flush-interval",
+        "1s",
+        "--carbon",
+        &carbon,
+    ];
     args.extend_from_slice(extra);
     Sluice::start(&args)
 }
@@ -155,7 +161,12 @@ fn bad_lines_are_counted_and_never_hurt_their_neighbours() {
     assert_eq!(f.value("stats_counts.__proto__"), 1.0);
     // Bad: 3 crash rates, @0, Infinity, NaN gauge, 'v' of u:v:1|c, ':' (no
     // type), '|', '||||', ':::' (3 empty samples), '@', and the NUL line.
-    assert_eq!(f.value("stats_counts.statsd.bad_lines_seen"), 15.0, "{}", f.dump());
+    assert_eq!(
+        f.value("stats_counts.statsd.bad_lines_seen"),
+        15.0,
+        "{}",
+        f.dump()
+    );
     assert_eq!(f.value("stats_counts.statsd.events_dropped"), 2.0);
     assert_eq!(f.value("stats_counts.statsd.packets_received"), 7.0);
     // The agent is still alive and well.
@@ -216,7 +227,13 @@ fn sigterm_flushes_everything_received() {
     let mut capture = CarbonCapture::start();
     let carbon = capture.addr.to_string();
     // A long interval: the only flush with data is the final one.
-    let sluice = Sluice::start(&["--no-whisper", "--flush-interval", "1h", "--carbon", &carbon]);
+    let sluice = Sluice::start(&[
+        "--no-whisper",
+        "--flush-interval",
+        "1h",
+        "--carbon",
+        &carbon,
+    ]);
     let datagrams: Vec<String> = (0..200).map(|i| format!("last:1|c\nlt:{i}|ms")).collect();
     let refs: Vec<&[u8]> = datagrams.iter().map(|d| d.as_bytes()).collect();
     send_udp(sluice.udp, &refs);
@@ -258,7 +275,13 @@ prefix_stats = "agg"
     capture.next_flush(WAIT);
     send_udp(
         sluice.udp,
-        &[b"cnt:3|c", b"tm:10|ms\ntm:20|ms\ntm:30|ms", b"gau:7|g", b"st:x|s", b"tagd:2|c|#k:v"],
+        &[
+            b"cnt:3|c",
+            b"tm:10|ms\ntm:20|ms\ntm:30|ms",
+            b"gau:7|g",
+            b"st:x|s",
+            b"tagd:2|c|#k:v",
+        ],
     );
     let f = capture.flush_with("pfx.cnt.count.host1", WAIT);
     assert_eq!(f.value("pfx.cnt.rate.host1"), 3.0);
@@ -287,7 +310,13 @@ fn points_survive_carbon_being_down_at_first() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let carbon = addr.to_string();
-    let sluice = Sluice::start(&["--no-whisper", "--flush-interval", "1s", "--carbon", &carbon]);
+    let sluice = Sluice::start(&[
+        "--no-whisper",
+        "--flush-interval",
+        "1s",
+        "--carbon",
+        &carbon,
+    ]);
     send_udp(sluice.udp, &[b"early:1|c"]);
     std::thread::sleep(Duration::from_millis(2500));
     let mut capture = CarbonCapture::on(std::net::TcpListener::bind(addr).unwrap());
@@ -295,7 +324,11 @@ fn points_survive_carbon_being_down_at_first() {
     assert!(f.value("stats_counts.early") == 1.0 || f.value("stats_counts.early") == 0.0);
     let lines = capture.drain_lines(Duration::from_secs(2));
     let mut all: Vec<String> = f.lines.iter().map(|(n, v, _)| format!("{n} {v}")).collect();
-    all.extend(lines.iter().map(|l| l.rsplitn(2, ' ').nth(1).unwrap_or("").to_string()));
+    all.extend(
+        lines
+            .iter()
+            .map(|l| l.rsplit_once(' ').map(|x| x.0).unwrap_or("").to_string()),
+    );
     assert!(all.iter().any(|l| l == "stats_counts.early 1"), "{all:?}");
     assert!(sluice.log_text().contains("carbon destination unreachable"));
     sluice.terminate();
@@ -311,13 +344,26 @@ fn check_config_names_the_bad_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("flush.interval") && err.contains("often") && err.contains("10s"), "{err}");
+    assert!(
+        err.contains("flush.interval") && err.contains("often") && err.contains("10s"),
+        "{err}"
+    );
 
     let out = std::process::Command::new(common::binary())
-        .args(["check-config", "--config", "config/sluice.toml", "--flush-interval", "2s"])
+        .args([
+            "check-config",
+            "--config",
+            "config/sluice.toml",
+            "--flush-interval",
+            "2s",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("flush_interval = \"2s\""), "{text}");
 }

@@ -167,10 +167,16 @@ impl Flusher {
         );
         let g = &self.graphite;
         let graphite = [
-            ("last_exception", g.last_exception.load(Ordering::Relaxed) as f64),
+            (
+                "last_exception",
+                g.last_exception.load(Ordering::Relaxed) as f64,
+            ),
             ("last_flush", g.last_flush.load(Ordering::Relaxed) as f64),
             ("flush_time", g.flush_time_ms.load(Ordering::Relaxed) as f64),
-            ("flush_length", g.flush_length.load(Ordering::Relaxed) as f64),
+            (
+                "flush_length",
+                g.flush_length.load(Ordering::Relaxed) as f64,
+            ),
         ];
         for (stat, value) in graphite {
             n.own(&mut batch, OwnStat::Graphite(stat), value);
@@ -205,7 +211,8 @@ impl Flusher {
             );
         }
         if let Some(previous) = self.previous_ts {
-            let lag = (ts - previous) as f64 - self.stats.flush_interval.as_millis() as f64 / 1000.0;
+            let lag =
+                (ts - previous) as f64 - self.stats.flush_interval.as_millis() as f64 / 1000.0;
             let key = self.names.internal_key("timestamp_lag");
             agg.set_internal_gauge(key.as_bytes(), lag);
         }

@@ -89,7 +89,11 @@ impl Aggregator {
     }
 
     /// Applies samples that all belong to `shard`, under one lock.
-    pub fn apply<'a>(&self, shard: usize, samples: impl IntoIterator<Item = (&'a [u8], Sample<'a>)>) {
+    pub fn apply<'a>(
+        &self,
+        shard: usize,
+        samples: impl IntoIterator<Item = (&'a [u8], Sample<'a>)>,
+    ) {
         let limit = self.settings.timer_exact_limit.load(Ordering::Relaxed) as usize;
         let ttl = if self.settings.delete_gauges.load(Ordering::Relaxed) {
             self.settings.gauges_max_ttl.load(Ordering::Relaxed)

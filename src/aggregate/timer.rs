@@ -201,7 +201,11 @@ impl Distribution {
         let (before_count, before_sum, before_sq) = if i == 0 {
             (0, 0.0, 0.0)
         } else {
-            (self.cum_count[i - 1], self.cum_sum[i - 1], self.cum_squares[i - 1])
+            (
+                self.cum_count[i - 1],
+                self.cum_sum[i - 1],
+                self.cum_squares[i - 1],
+            )
         };
         let extra = (rank - before_count) as f64;
         let v = self.values[i];
@@ -233,7 +237,10 @@ pub fn derive_stats(
     let d = Distribution::from_timer(timer);
     let n = d.n;
     let (total_sum, total_squares) = if d.exact {
-        (d.cum_sum[d.cum_sum.len() - 1], d.cum_squares[d.cum_squares.len() - 1])
+        (
+            d.cum_sum[d.cum_sum.len() - 1],
+            d.cum_squares[d.cum_squares.len() - 1],
+        )
     } else {
         (timer.sum, timer.sum_squares)
     };
@@ -254,7 +261,11 @@ pub fn derive_stats(
             // Etsy subtracts the cumulative sum below the top k; when k == n
             // it reads past the array and reports NaN. Here it is 0.
             let (below_s, below_q) = d.sums_to(n - k);
-            (d.value_at(n - k + 1), total_sum - below_s, total_squares - below_q)
+            (
+                d.value_at(n - k + 1),
+                total_sum - below_s,
+                total_squares - below_q,
+            )
         };
         if wanted(StatClass::Percent(PercentStat::Count)) {
             emit(&t.count, k as f64);
@@ -457,7 +468,11 @@ mod tests {
 
     #[test]
     fn etsy_histogram_bins() {
-        let bins = vec![(1.0, "bin_1".into()), (2.21, "bin_2_21".into()), (f64::INFINITY, "bin_inf".into())];
+        let bins = vec![
+            (1.0, "bin_1".into()),
+            (2.21, "bin_2_21".into()),
+            (f64::INFINITY, "bin_inf".into()),
+        ];
         let s = stats_with(&[0.1234, 2.89, 4.0, 6.0, 8.0], 1.0, &[], 1.0, &bins, 1000);
         assert_eq!((s["bin_1"], s["bin_2_21"], s["bin_inf"]), (1.0, 0.0, 4.0));
         let bins = vec![(1.0, "bin_1".into()), (2.0, "bin_2".into())];
@@ -472,7 +487,15 @@ mod tests {
         let values: Vec<f64> = (1..=10_000).map(f64::from).collect();
         let exact = stats_with(&values, 1.0, &[90.0], 1.0, &[], 100_000);
         let approx = stats_with(&values, 1.0, &[90.0], 1.0, &[], 100);
-        for key in ["count", "sum", "sum_squares", "upper", "lower", "mean", "count_90"] {
+        for key in [
+            "count",
+            "sum",
+            "sum_squares",
+            "upper",
+            "lower",
+            "mean",
+            "count_90",
+        ] {
             assert_eq!(exact[key], approx[key], "{key}");
         }
         for key in ["upper_90", "median", "mean_90", "std"] {
@@ -485,7 +508,9 @@ mod tests {
     fn empty_timer_emits_count_ps_then_count() {
         let mut t = TimerState::default();
         let mut out = Vec::new();
-        derive_stats(&mut t, &[], &[], 1.0, &|_| true, &mut |k, v| out.push((k.to_string(), v)));
+        derive_stats(&mut t, &[], &[], 1.0, &|_| true, &mut |k, v| {
+            out.push((k.to_string(), v))
+        });
         assert_eq!(out, vec![("count_ps".into(), 0.0), ("count".into(), 0.0)]);
     }
 

@@ -87,18 +87,10 @@ impl PacketParser {
 
 /// Logs bad lines at debug level, at most once a second per receiver, with
 /// the number left unlogged in between.
+#[derive(Default)]
 pub struct LogLimiter {
     last: Option<Instant>,
     suppressed: u64,
-}
-
-impl Default for LogLimiter {
-    fn default() -> Self {
-        LogLimiter {
-            last: None,
-            suppressed: 0,
-        }
-    }
 }
 
 impl LogLimiter {

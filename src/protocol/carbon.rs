@@ -1,7 +1,6 @@
 //! Carbon's plaintext protocol: `path value timestamp\n`. The one place a
 //! point becomes carbon text, with values written as Etsy writes them.
 
-
 /// Appends one carbon line for a point. `value` must be finite: carbon
 /// cannot store anything else, so the flush drops non-finite values first.
 pub fn write_line(out: &mut Vec<u8>, name: &str, value: f64, timestamp: i64) {

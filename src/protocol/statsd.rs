@@ -345,7 +345,8 @@ impl KeySink<'_> {
     fn push_char(&mut self, c: char) {
         if !self.sanitize {
             let mut utf8 = [0u8; 4];
-            self.out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            self.out
+                .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
             return;
         }
         if is_js_regex_space(c) {

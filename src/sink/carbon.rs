@@ -120,8 +120,7 @@ impl Link<'_> {
         }
         while let (Some(stream), Some(chunk)) = (self.stream.as_mut(), self.pending.front()) {
             let started = Instant::now();
-            let written =
-                tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&chunk.bytes)).await;
+            let written = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&chunk.bytes)).await;
             match written {
                 Ok(Ok(())) => {
                     let g = &self.sink.graphite;

@@ -163,12 +163,19 @@ impl Sluice {
     /// and waits until it logs its bound addresses.
     pub fn start(extra: &[&str]) -> Sluice {
         let mut cmd = Command::new(binary());
-        cmd.args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--admin", ""])
-            .args(extra)
-            .env("RUST_LOG", "sluice=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "--udp",
+            "127.0.0.1:0",
+            "--tcp",
+            "127.0.0.1:0",
+            "--admin",
+            "",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "sluice=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn sluice");
         let stderr = child.stderr.take().expect("stderr");
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests run against, from the package registries, into
+# .test-deps/ (git-ignored): Etsy's statsd 0.9.0 from npm. Idempotent; fails
+# loudly if anything cannot be installed (tests never skip silently).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deps=.test-deps
+mkdir -p "$deps"
+
+need_apt=()
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if [ ! -f "$deps/node_modules/statsd/stats.js" ] || \
+   ! grep -q '"version": "0.9.0"' "$deps/node_modules/statsd/package.json"; then
+  rm -rf "$deps/node_modules"
+  # --ignore-scripts: statsd's optional syslog addon needs a compiler and is
+  # not used by the tests.
+  npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$deps" statsd@0.9.0
+fi
+test -f "$deps/node_modules/statsd/stats.js"
+echo "test dependencies ready in $deps"
