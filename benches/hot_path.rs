@@ -1,1 +1,207 @@
-fn main() {}
+//! Criterion benches of the hot path and the flush:
+//! - parse: lines/s and bytes/s over realistic mixed StatsD packets;
+//! - shard_update: parse + apply to the shards at 20 K and 1 M live keys;
+//! - flush: turning 100 K counter series into a carbon payload.
+//!
+//! Run: cargo bench --bench hot_path
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use sluice::aggregate::flush::Flusher;
+use sluice::aggregate::Aggregator;
+use sluice::config::{Config, RawConfig};
+use sluice::ingest::{IngestContext, PacketParser};
+use sluice::protocol::carbon::write_line;
+use sluice::protocol::statsd::{lines, parse_line, Line};
+use sluice::selfstats::{GraphiteStats, SelfStats};
+
+/// Datagrams of 25 lines: 70% counters (some sampled), 15% timers, 10%
+/// gauges, 5% sets, over `keys` distinct keys.
+fn packets(keys: usize, count: usize) -> Vec<Vec<u8>> {
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|_| {
+            let mut p = String::new();
+            for _ in 0..25 {
+                let k = next() as usize % keys;
+                let roll = next() % 100;
+                let line = match roll {
+                    0..=49 => format!("app.service{}.requests.count:1|c\n", k),
+                    50..=69 => format!("app.service{}.bytes:{}|c|@0.5\n", k, next() % 5000),
+                    70..=84 => format!(
+                        "app.service{}.latency:{}.{}|ms\n",
+                        k,
+                        next() % 900,
+                        next() % 10
+                    ),
+                    85..=94 => format!("app.service{}.queue:{}|g\n", k, next() % 100),
+                    _ => format!("app.service{}.users:u{}|s\n", k, next() % 1000),
+                };
+                p.push_str(&line);
+            }
+            p.into_bytes()
+        })
+        .collect()
+}
+
+fn config() -> Config {
+    Config::from_raw(&RawConfig::default()).expect("default config")
+}
+
+fn bench_parse(c: &mut Criterion) {
+    let data = packets(10_000, 1000);
+    let bytes: usize = data.iter().map(Vec::len).sum();
+    let lines_total: usize = data.iter().map(|p| lines(p).count()).sum();
+    let mut group = c.benchmark_group("parse");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("mixed_bytes", |b| {
+        let mut key = Vec::with_capacity(256);
+        b.iter(|| {
+            let mut n = 0usize;
+            for p in &data {
+                for line in lines(p) {
+                    if let Line::Metric(m) = parse_line(line) {
+                        key.clear();
+                        m.write_key(&mut key, true);
+                        n += m.samples().filter(|s| s.is_ok()).count();
+                    }
+                }
+            }
+            n
+        })
+    });
+    group.throughput(Throughput::Elements(lines_total as u64));
+    group.bench_function("mixed_lines", |b| {
+        let mut key = Vec::with_capacity(256);
+        b.iter(|| {
+            let mut n = 0usize;
+            for p in &data {
+                for line in lines(p) {
+                    if let Line::Metric(m) = parse_line(line) {
+                        key.clear();
+                        m.write_key(&mut key, true);
+                        n += m.samples().filter(|s| s.is_ok()).count();
+                    }
+                }
+            }
+            n
+        })
+    });
+    group.finish();
+}
+
+fn bench_shard_update(c: &mut Criterion) {
+    let mut group = c.benchmark_group("shard_update");
+    group.sample_size(20);
+    for keys in [20_000usize, 1_000_000] {
+        let cfg = config();
+        let ctx = IngestContext {
+            aggregator: Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats)),
+            selfstats: Arc::new(SelfStats::default()),
+            sanitize_keys: true,
+        };
+        // Populate every key first so the bench measures known keys.
+        let mut parser = PacketParser::default();
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(25) {
+            let mut p = String::new();
+            for k in chunk {
+                p.push_str(&format!("app.service{k}.requests.count:1|c\n"));
+            }
+            parser.packet(&ctx, p.as_bytes());
+            parser.commit(&ctx);
+        }
+        let counters: Vec<Vec<u8>> = {
+            let mut out = Vec::new();
+            let mut k = 0usize;
+            for _ in 0..2000 {
+                let mut p = String::new();
+                for _ in 0..25 {
+                    k = (k + 7919) % keys;
+                    p.push_str(&format!("app.service{k}.requests.count:1|c\n"));
+                }
+                out.push(p.into_bytes());
+            }
+            out
+        };
+        group.throughput(Throughput::Elements((counters.len() * 25) as u64));
+        group.bench_function(format!("counters_{keys}_keys"), |b| {
+            b.iter(|| {
+                // One receive batch = 32 datagrams, as the UDP receiver does.
+                for batch in counters.chunks(32) {
+                    for p in batch {
+                        parser.packet(&ctx, p);
+                    }
+                    parser.commit(&ctx);
+                }
+            })
+        });
+        let mixed = packets(keys, 2000);
+        group.throughput(Throughput::Elements((mixed.len() * 25) as u64));
+        group.bench_function(format!("mixed_{keys}_keys"), |b| {
+            b.iter(|| {
+                for batch in mixed.chunks(32) {
+                    for p in batch {
+                        parser.packet(&ctx, p);
+                    }
+                    parser.commit(&ctx);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_flush(c: &mut Criterion) {
+    let series = 100_000usize;
+    let mut group = c.benchmark_group("flush");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(series as u64));
+    group.bench_function("counters_100k_to_carbon_text", |b| {
+        b.iter_batched(
+            || {
+                let cfg = config();
+                let aggregator = Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats));
+                let ctx = IngestContext {
+                    aggregator: aggregator.clone(),
+                    selfstats: Arc::new(SelfStats::default()),
+                    sanitize_keys: true,
+                };
+                let mut parser = PacketParser::default();
+                for k in 0..series {
+                    parser.packet(&ctx, format!("app.service{k}.requests:1|c").as_bytes());
+                    if k % 32 == 0 {
+                        parser.commit(&ctx);
+                    }
+                }
+                parser.commit(&ctx);
+                Flusher::new(
+                    aggregator,
+                    cfg.stats.clone(),
+                    cfg.naming.clone(),
+                    ctx.selfstats.clone(),
+                    Arc::new(GraphiteStats::new(0)),
+                )
+            },
+            |mut flusher| {
+                let batch = flusher.flush(1_700_000_000);
+                let mut out = Vec::with_capacity(batch.name_bytes() + batch.len() * 24);
+                for (name, value) in batch.iter() {
+                    write_line(&mut out, name, value, batch.timestamp);
+                }
+                out.len()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_shard_update, bench_flush);
+criterion_main!(benches);

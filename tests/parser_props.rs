@@ -1,0 +1,89 @@
+//! Property tests for the StatsD parser: it never panics, sanitising is
+//! idempotent, and every valid line it is given round-trips.
+
+use proptest::prelude::*;
+use sluice::protocol::number::js_number_string;
+use sluice::protocol::statsd::{lines, parse_line, sanitize_key, Line, SampleKind};
+
+fn parse_everything(packet: &[u8]) -> usize {
+    let mut seen = 0;
+    let mut key = Vec::new();
+    for line in lines(packet) {
+        if let Line::Metric(m) = parse_line(line) {
+            key.clear();
+            m.write_key(&mut key, true);
+            m.write_key(&mut key, false);
+            seen += m.samples().count();
+        }
+    }
+    seen
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn never_panics_on_bytes(packet in proptest::collection::vec(any::<u8>(), 0..512)) {
+        parse_everything(&packet);
+    }
+
+    #[test]
+    fn never_panics_on_statsd_shaped_text(packet in "[a-z:|@#,;=.\\-+e0-9 \\t\\r\\n_{}]{0,200}") {
+        parse_everything(packet.as_bytes());
+    }
+
+    #[test]
+    fn sanitising_is_idempotent(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let once = sanitize_key(&raw);
+        prop_assert_eq!(sanitize_key(&once), once.clone());
+        prop_assert!(once.iter().all(|b| b.is_ascii_alphanumeric() || b"_.;=-".contains(b)));
+    }
+
+    #[test]
+    fn valid_lines_round_trip(
+        key in "[A-Za-z0-9_.=-]{1,40}",
+        value in -1e12f64..1e12,
+        kind in 0usize..4,
+        rate in prop_oneof![Just(None), (1u32..=1000).prop_map(|r| Some(f64::from(r) / 1000.0))],
+        tags in proptest::collection::vec(("[a-z]{1,8}", "[a-z0-9]{1,8}"), 0..3),
+    ) {
+        let (type_name, value) = match kind {
+            0 => ("c", value),
+            1 => ("g", value.abs()),
+            2 => ("ms", value.abs()),
+            _ => ("s", value),
+        };
+        let value_text = js_number_string(value);
+        let mut line = format!("{key}:{value_text}|{type_name}");
+        if let Some(r) = rate {
+            line.push_str(&format!("|@{}", js_number_string(r)));
+        }
+        if !tags.is_empty() {
+            let t: Vec<String> = tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            line.push_str(&format!("|#{}", t.join(",")));
+        }
+        let Line::Metric(m) = parse_line(line.as_bytes()) else {
+            return Err(TestCaseError::fail("not a metric line"));
+        };
+        let mut got_key = Vec::new();
+        m.write_key(&mut got_key, true);
+        let mut want_key = key.clone();
+        for (k, v) in &tags {
+            want_key.push_str(&format!(";{k}={v}"));
+        }
+        prop_assert_eq!(String::from_utf8(got_key).unwrap(), want_key);
+        let samples: Vec<_> = m.samples().collect();
+        prop_assert_eq!(samples.len(), 1);
+        let sample = samples[0].unwrap();
+        prop_assert_eq!(sample.rate, rate.unwrap_or(1.0));
+        match kind {
+            0 => prop_assert_eq!((sample.kind, sample.value), (SampleKind::Counter, value)),
+            1 => prop_assert_eq!(sample.kind, SampleKind::Gauge { delta: false }),
+            2 => prop_assert_eq!((sample.kind, sample.value), (SampleKind::Timer, value)),
+            _ => prop_assert_eq!((sample.kind, sample.member), (SampleKind::Set, value_text.as_bytes())),
+        }
+        if kind == 1 {
+            prop_assert_eq!(sample.value, value);
+        }
+    }
+}
