@@ -4,6 +4,7 @@
 //! know nothing of StatsD types: they see names, values and a timestamp.
 
 pub mod carbon;
+pub mod whisper;
 pub mod console;
 pub mod spy;
 
