@@ -23,4 +23,17 @@ if [ ! -f "$deps/node_modules/statsd/stats.js" ] || \
   npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$deps" statsd@0.9.0
 fi
 test -f "$deps/node_modules/statsd/stats.js"
+
+# Python's whisper 1.1.10 (the reference the fixtures were made with), in a
+# virtualenv of its own.
+if [ ! -x "$deps/venv/bin/python" ]; then
+  python3 -m venv "$deps/venv" || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    python3 -m venv "$deps/venv"
+  }
+fi
+if ! "$deps/venv/bin/pip" show whisper 2>/dev/null | grep -qx 'Version: 1.1.10'; then
+  "$deps/venv/bin/pip" install --quiet --disable-pip-version-check whisper==1.1.10
+fi
+"$deps/venv/bin/python" -c 'import whisper; print("python whisper ready:", whisper.__file__)'
 echo "test dependencies ready in $deps"

@@ -24,6 +24,8 @@ use crate::ingest::{tcp, udp, IngestContext};
 use crate::selfstats::{unix_now_f64, unix_now_rounded, GraphiteStats, SelfStats};
 use crate::sink::carbon::CarbonLineSink;
 use crate::sink::console::ConsoleSink;
+use crate::sink::whisper::schema::Schemas;
+use crate::sink::whisper::store::{prepare_root, StoreSettings, WhisperSink};
 use crate::sink::SinkHandle;
 
 /// Listening sockets, bound before the agent runs.
@@ -135,10 +137,22 @@ pub async fn run(
         sinks.push(SinkHandle::spawn(ConsoleSink, &runtime));
     }
     if config.whisper.enabled {
-        tracing::warn!(
-            dir = %config.whisper.dir.display(),
-            "the whisper store is not part of this build yet; use --carbon or --no-whisper"
-        );
+        let w = &config.whisper;
+        let schemas = Schemas::load(w.schemas.as_deref(), w.aggregation.as_deref())?;
+        prepare_root(&w.dir).with_context(|| {
+            format!(
+                "whisper.dir {} is not a writable directory",
+                w.dir.display()
+            )
+        })?;
+        let settings = StoreSettings {
+            root: w.dir.clone(),
+            writers: w.writers,
+            queue_flushes: w.queue_flushes,
+            max_open_files: w.max_open_files,
+        };
+        let sink = WhisperSink::new(settings, schemas, selfstats.clone());
+        sinks.push(SinkHandle::spawn(sink, &runtime));
     }
     for sink in &sinks {
         tracing::info!(sink = %sink.name, "sink started");
@@ -220,6 +234,20 @@ pub async fn run(
     Ok(())
 }
 
+/// The timestamp of a flush: now rounded (as Etsy), but always after the
+/// previous flush so two flushes never share a second (a later one would
+/// overwrite the earlier one's slot in whisper). The final flush at shutdown
+/// is stamped where the next regular flush would have been, so its partial
+/// interval lands in its own slot instead of replacing the last full one.
+fn flush_timestamp(now: f64, previous: Option<i64>, interval: Duration, last: bool) -> i64 {
+    let rounded = now.round() as i64;
+    match previous {
+        None => rounded,
+        Some(p) if last => rounded.max(p + (interval.as_secs_f64().round() as i64).max(1)),
+        Some(p) => rounded.max(p + 1),
+    }
+}
+
 /// Flushes every `interval` on a grid anchored at start, and once more when
 /// told to stop.
 fn flush_loop(
@@ -230,6 +258,7 @@ fn flush_loop(
 ) {
     let start = Instant::now();
     let mut k = 1u32;
+    let mut previous_ts = None;
     loop {
         let due = start + interval * k;
         let wait = due.saturating_duration_since(Instant::now());
@@ -237,7 +266,8 @@ fn flush_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => false,
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
-        let ts = unix_now_f64().round() as i64;
+        let ts = flush_timestamp(unix_now_f64(), previous_ts, interval, stopping);
+        previous_ts = Some(ts);
         let batch = Arc::new(flusher.flush(ts));
         tracing::debug!(points = batch.len(), ts, "flushed");
         for sink in sinks {
@@ -250,5 +280,21 @@ fn flush_loop(
         // flushing back to back.
         let elapsed = start.elapsed();
         k = k.max((elapsed.as_nanos() / interval.as_nanos().max(1)) as u32) + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_timestamps_never_repeat() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(flush_timestamp(100.4, None, ten, false), 100);
+        assert_eq!(flush_timestamp(100.4, Some(100), ten, false), 101);
+        assert_eq!(flush_timestamp(110.2, Some(100), ten, false), 110);
+        // SIGTERM 3 s after a flush: stamped at the next grid point.
+        assert_eq!(flush_timestamp(103.0, Some(100), ten, true), 110);
+        assert_eq!(flush_timestamp(125.0, Some(100), ten, true), 125);
     }
 }

@@ -129,6 +129,11 @@ pub struct RawCarbon {
 pub struct RawWhisper {
     pub enabled: Option<bool>,
     pub dir: Option<String>,
+    pub schemas: Option<String>,
+    pub aggregation: Option<String>,
+    pub writers: Option<i64>,
+    pub queue_flushes: Option<i64>,
+    pub max_open_files: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone)]
@@ -257,6 +262,13 @@ pub struct CarbonConfig {
 pub struct WhisperConfig {
     pub enabled: bool,
     pub dir: PathBuf,
+    /// storage-schemas.conf; None = the built-in copy of the shipped file.
+    pub schemas: Option<PathBuf>,
+    /// storage-aggregation.conf; None = the built-in copy.
+    pub aggregation: Option<PathBuf>,
+    pub writers: usize,
+    pub queue_flushes: usize,
+    pub max_open_files: usize,
 }
 
 pub const DEFAULT_UDP: &str = "0.0.0.0:8125";
@@ -388,9 +400,21 @@ impl Config {
             )?,
         };
 
+        let w = &raw.whisper;
         let whisper = WhisperConfig {
-            enabled: raw.whisper.enabled.unwrap_or(true),
-            dir: PathBuf::from(raw.whisper.dir.as_deref().unwrap_or("./data/whisper")),
+            enabled: w.enabled.unwrap_or(true),
+            dir: PathBuf::from(w.dir.as_deref().unwrap_or("./data/whisper")),
+            schemas: w.schemas.as_ref().map(PathBuf::from),
+            aggregation: w.aggregation.as_ref().map(PathBuf::from),
+            writers: in_range("whisper.writers", w.writers, 2, 1, 64)?,
+            queue_flushes: in_range("whisper.queue_flushes", w.queue_flushes, 16, 1, 10_000)?,
+            max_open_files: in_range(
+                "whisper.max_open_files",
+                w.max_open_files,
+                4096,
+                16,
+                1 << 20,
+            )?,
         };
         if whisper.dir.as_os_str().is_empty() {
             return Err(invalid("whisper.dir", "\"\"", "a directory path"));

@@ -29,6 +29,42 @@ enum Command {
     Run,
     /// Validate the configuration and print the effective settings.
     CheckConfig,
+    /// Whisper file tools (like whisper-info, whisper-fetch, whisper-create).
+    #[command(subcommand)]
+    Whisper(WhisperCommand),
+}
+
+#[derive(Subcommand)]
+enum WhisperCommand {
+    /// Print a file's header, as whisper-info does.
+    Info {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a file's points, as whisper-fetch does.
+    Fetch {
+        file: PathBuf,
+        /// Unix time to start from (default: 24 hours ago).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Unix time to end at (default: now).
+        #[arg(long)]
+        until: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a file, as whisper-create does.
+    Create {
+        file: PathBuf,
+        /// precision:retention items, e.g. 10s:6h 1m:7d or 60:1440.
+        #[arg(required = true)]
+        retentions: Vec<String>,
+        #[arg(long, default_value_t = 0.5)]
+        xff: f64,
+        #[arg(long, default_value = "average")]
+        method: String,
+    },
 }
 
 /// Settings that override the config file.
@@ -117,6 +153,9 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Whisper(tool)) = cli.command {
+        return whisper_tool(tool);
+    }
     let raw = cli.flags.raw_config()?;
     let config = Config::from_raw(&raw)?;
     match cli.command.unwrap_or(Command::Run) {
@@ -126,7 +165,35 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run => run(config),
+        Command::Whisper(_) => unreachable!("handled above"),
     }
+}
+
+fn whisper_tool(tool: WhisperCommand) -> anyhow::Result<()> {
+    use sluice::sink::whisper::tools;
+    let text = match tool {
+        WhisperCommand::Info { file, json } => {
+            tools::info(&file, json).with_context(|| file.display().to_string())?
+        }
+        WhisperCommand::Fetch {
+            file,
+            from,
+            until,
+            json,
+        } => {
+            let now = sluice::selfstats::unix_now_f64() as i64;
+            tools::fetch(&file, from, until, now, json)
+                .with_context(|| file.display().to_string())?
+        }
+        WhisperCommand::Create {
+            file,
+            retentions,
+            xff,
+            method,
+        } => tools::create(&file, &retentions, xff, &method).map_err(anyhow::Error::msg)?,
+    };
+    print!("{text}");
+    Ok(())
 }
 
 fn init_logging(level: &str) {

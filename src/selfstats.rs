@@ -18,6 +18,15 @@ pub struct SelfStats {
     pub tcp_connections_refused: AtomicU64,
     /// Flushed values that were NaN or infinite (never sent to carbon).
     pub non_finite_dropped: AtomicU64,
+    /// Whisper store: points that could not be written (queue full).
+    pub whisper_points_dropped: AtomicU64,
+    /// Whisper store: failed file operations (each logged, rate-limited).
+    pub whisper_errors: AtomicU64,
+    /// Whisper store: metric names refused as unsafe paths.
+    pub whisper_names_rejected: AtomicU64,
+    /// Whisper store: points written and files created (not emitted).
+    pub whisper_points_written: AtomicU64,
+    pub whisper_files_created: AtomicU64,
     /// Unix seconds of the last packet (for the admin interface).
     pub last_msg_seen: AtomicI64,
 }
@@ -71,24 +80,19 @@ impl SelfStats {
 
     /// sluice's own counters, taken for a flush. They become series only
     /// once non-zero, so a clean stream has Etsy's exact set of names.
-    pub fn take_extra_counters(&self) -> [(&'static str, u64); 4] {
+    pub fn take_extra_counters(&self) -> [(&'static str, u64); 7] {
+        let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
         [
-            (
-                "events_dropped",
-                self.events_dropped.swap(0, Ordering::Relaxed),
-            ),
-            (
-                "lines_too_long",
-                self.lines_too_long.swap(0, Ordering::Relaxed),
-            ),
+            ("events_dropped", take(&self.events_dropped)),
+            ("lines_too_long", take(&self.lines_too_long)),
             (
                 "tcp_connections_refused",
-                self.tcp_connections_refused.swap(0, Ordering::Relaxed),
+                take(&self.tcp_connections_refused),
             ),
-            (
-                "non_finite_dropped",
-                self.non_finite_dropped.swap(0, Ordering::Relaxed),
-            ),
+            ("non_finite_dropped", take(&self.non_finite_dropped)),
+            ("whisper_points_dropped", take(&self.whisper_points_dropped)),
+            ("whisper_errors", take(&self.whisper_errors)),
+            ("whisper_names_rejected", take(&self.whisper_names_rejected)),
         ]
     }
 }

@@ -10,7 +10,9 @@ use sluice::sink::whisper::format::{Aggregation, WhisperFile};
 fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("SLUICE_WHISPER_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/whisper-fixtures"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/whisper-fixtures")
+        });
     assert!(
         dir.join("manifest.json").exists(),
         "whisper fixtures not found at {} (set SLUICE_WHISPER_FIXTURES)",
@@ -46,7 +48,10 @@ fn describe_diff(expected: &[u8], got: &[u8]) -> String {
     let mut out = Vec::new();
     for (i, (e, g)) in expected.chunks(12).zip(got.chunks(12)).enumerate() {
         if e != g {
-            out.push(format!("chunk {i} (byte {}): expected {e:02x?}, got {g:02x?}", i * 12));
+            out.push(format!(
+                "chunk {i} (byte {}): expected {e:02x?}, got {g:02x?}",
+                i * 12
+            ));
         }
         if out.len() > 8 {
             break;
@@ -99,7 +104,12 @@ fn all_fixture_cases_are_byte_identical() {
             failures.push(format!("{name}:\n{}", describe_diff(&expected, &got)));
         }
     }
-    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

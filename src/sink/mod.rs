@@ -4,9 +4,9 @@
 //! know nothing of StatsD types: they see names, values and a timestamp.
 
 pub mod carbon;
-pub mod whisper;
 pub mod console;
 pub mod spy;
+pub mod whisper;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

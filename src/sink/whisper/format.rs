@@ -234,7 +234,9 @@ pub fn validate_archives(archives: &[(u32, u32)]) -> std::result::Result<(), Str
     sorted.sort_by_key(|a| a.0);
     for &(step, points) in &sorted {
         if step == 0 || points == 0 {
-            return Err(format!("{step}:{points}: seconds per point and points must be > 0"));
+            return Err(format!(
+                "{step}:{points}: seconds per point and points must be > 0"
+            ));
         }
     }
     for pair in sorted.windows(2) {
@@ -246,9 +248,7 @@ pub fn validate_archives(archives: &[(u32, u32)]) -> std::result::Result<(), Str
             return Err(format!("precision {s2}s is not a multiple of {s1}s"));
         }
         if u64::from(s1) * u64::from(p1) >= u64::from(s2) * u64::from(p2) {
-            return Err(format!(
-                "{s2}s:{p2} must cover more time than {s1}s:{p1}"
-            ));
+            return Err(format!("{s2}s:{p2} must cover more time than {s1}s:{p1}"));
         }
         if p1 < s2 / s1 {
             return Err(format!(
@@ -418,7 +418,8 @@ impl WhisperFile {
     fn write_point(&mut self, archive: usize, interval: i64, value: f64) -> Result<()> {
         let base = self.base(archive)?;
         let offset = self.slot_offset(archive, base, interval);
-        self.file.write_all_at(&point_bytes(interval, value), offset)?;
+        self.file
+            .write_all_at(&point_bytes(interval, value), offset)?;
         if offset == u64::from(self.header.archives[archive].offset) {
             self.bases[archive] = Some(interval as u32);
         }
@@ -428,7 +429,7 @@ impl WhisperFile {
     /// Python whisper's `update(path, value, timestamp, now)`.
     pub fn update(&mut self, value: f64, timestamp: i64, now: i64) -> Result<()> {
         let age = now - timestamp;
-        if !(age >= 0 && age < i64::from(self.header.max_retention)) || !fits_u32(timestamp) {
+        if !(age >= 0 && age < i64::from(self.header.max_retention) && fits_u32(timestamp)) {
             return Err(WhisperError::TimestampNotCovered { timestamp, now });
         }
         let Some(first) = self
@@ -462,7 +463,7 @@ impl WhisperFile {
             return Ok(());
         }
         // Stable sort, newest first: equal timestamps keep input order.
-        points.sort_by(|a, b| b.0.cmp(&a.0));
+        points.sort_by_key(|p| std::cmp::Reverse(p.0));
         let mut archive = 0usize;
         let mut current: Vec<(i64, f64)> = Vec::new();
         let archives = self.header.archives.len();
@@ -518,7 +519,8 @@ impl WhisperFile {
         }
         for &(interval, value) in &kept {
             let offset = self.slot_offset(archive, base, interval);
-            self.file.write_all_at(&point_bytes(interval, value), offset)?;
+            self.file
+                .write_all_at(&point_bytes(interval, value), offset)?;
             if offset == u64::from(a.offset) {
                 self.bases[archive] = Some(interval as u32);
             }
@@ -585,7 +587,8 @@ impl WhisperFile {
         let want = (n as u64 * POINT_SIZE).min(a.size() as u64);
         let mut buf = vec![0u8; want as usize];
         let first = (end - offset).min(want);
-        self.file.read_exact_at(&mut buf[..first as usize], offset)?;
+        self.file
+            .read_exact_at(&mut buf[..first as usize], offset)?;
         if first < want {
             self.file.read_exact_at(&mut buf[first as usize..], start)?;
         }
@@ -682,7 +685,11 @@ pub fn python_set_order(values: &[i64]) -> Vec<i64> {
                 }
             }
             perturb >>= PERTURB_SHIFT;
-            i = (i.wrapping_mul(5).wrapping_add(1).wrapping_add(perturb as usize)) & mask;
+            i = (i
+                .wrapping_mul(5)
+                .wrapping_add(1)
+                .wrapping_add(perturb as usize))
+                & mask;
         }
     }
     let mut table: Vec<Option<i64>> = vec![None; 8];
@@ -693,7 +700,11 @@ pub fn python_set_order(values: &[i64]) -> Vec<i64> {
         let mut i = (v as u64 as usize) & mask;
         let mut found = false;
         'probe: loop {
-            let probes = if i + LINEAR_PROBES <= mask { LINEAR_PROBES } else { 0 };
+            let probes = if i + LINEAR_PROBES <= mask {
+                LINEAR_PROBES
+            } else {
+                0
+            };
             for j in 0..=probes {
                 match table[i + j] {
                     None => break 'probe,
@@ -705,7 +716,11 @@ pub fn python_set_order(values: &[i64]) -> Vec<i64> {
                 }
             }
             perturb >>= PERTURB_SHIFT;
-            i = (i.wrapping_mul(5).wrapping_add(1).wrapping_add(perturb as usize)) & mask;
+            i = (i
+                .wrapping_mul(5)
+                .wrapping_add(1)
+                .wrapping_add(perturb as usize))
+                & mask;
         }
         if found {
             continue;
@@ -746,8 +761,13 @@ mod tests {
     fn header_of_the_spec_example() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.wsp");
-        WhisperFile::create(&path, &[(3600, 720), (10, 360), (60, 1440)], 0.5, Aggregation::Average)
-            .unwrap();
+        WhisperFile::create(
+            &path,
+            &[(3600, 720), (10, 360), (60, 1440)],
+            0.5,
+            Aggregation::Average,
+        )
+        .unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len(), 30292);
         let hex: String = bytes[..52].iter().map(|b| format!("{b:02x}")).collect();
@@ -787,27 +807,25 @@ mod tests {
         assert_eq!(Aggregation::AbsMin.apply(&[3.0, -3.0], &[]), 3.0);
         assert!(Aggregation::Max.apply(&[f64::NAN, 1.0], &[]).is_nan());
         assert_eq!(Aggregation::Max.apply(&[1.0, f64::NAN], &[]), 1.0);
-        assert_eq!(Aggregation::Sum.apply(&[-0.0], &[]).to_bits(), 0.0f64.to_bits());
+        assert_eq!(
+            Aggregation::Sum.apply(&[-0.0], &[]).to_bits(),
+            0.0f64.to_bits()
+        );
         assert_eq!(Aggregation::AvgZero.apply(&[4.0], &[Some(4.0), None]), 2.0);
     }
 
     #[test]
     fn corrupt_headers_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
-        for bytes in [
-            vec![],
-            vec![0u8; 10],
-            vec![0u8; 16],
-            {
-                let mut b = vec![0u8; 40];
-                b[3] = 1; // average
-                b[15] = 1; // one archive
-                b[16..20].copy_from_slice(&28u32.to_be_bytes());
-                b[20..24].copy_from_slice(&10u32.to_be_bytes());
-                b[24..28].copy_from_slice(&1000u32.to_be_bytes()); // runs past the end
-                b
-            },
-        ] {
+        for bytes in [vec![], vec![0u8; 10], vec![0u8; 16], {
+            let mut b = vec![0u8; 40];
+            b[3] = 1; // average
+            b[15] = 1; // one archive
+            b[16..20].copy_from_slice(&28u32.to_be_bytes());
+            b[20..24].copy_from_slice(&10u32.to_be_bytes());
+            b[24..28].copy_from_slice(&1000u32.to_be_bytes()); // runs past the end
+            b
+        }] {
             let path = dir.path().join("bad.wsp");
             std::fs::write(&path, &bytes).unwrap();
             assert!(WhisperFile::open(&path).is_err());

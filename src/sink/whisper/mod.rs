@@ -3,3 +3,6 @@
 //! that writes flushed points into files on its own threads (`store`).
 
 pub mod format;
+pub mod schema;
+pub mod store;
+pub mod tools;

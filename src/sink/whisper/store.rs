@@ -1,0 +1,443 @@
+//! The whisper sink: flushed points into whisper files under a root
+//! directory, on writer threads of their own.
+//!
+//! Each writer owns a fixed share of the metrics (by hash of the name), a
+//! bounded queue of flushes and a bounded cache of open files. A writer that
+//! falls behind takes every queued flush at once and writes each file's
+//! points in one `update_many`. A full queue drops the flush for that writer
+//! (counted), so a slow disk never blocks the flush or ingest. An error on
+//! one file is logged and counted; the other files go on.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::format::{WhisperError, WhisperFile};
+use super::schema::Schemas;
+use crate::selfstats::{unix_now_rounded, SelfStats};
+use crate::sink::{PointBatch, Sink};
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub root: PathBuf,
+    pub writers: usize,
+    /// Flushes queued per writer before new ones are dropped.
+    pub queue_flushes: usize,
+    /// Open files kept across all writers.
+    pub max_open_files: usize,
+}
+
+/// Why a metric name cannot become a file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    #[error("empty name")]
+    Empty,
+    #[error("control character or NUL in name")]
+    Control,
+    #[error("'/' or '\\' in name")]
+    Slash,
+    #[error("a name component is longer than 255 bytes")]
+    TooLong,
+}
+
+/// carbon's file for a metric, relative to the root: dots become
+/// directories (`a.b.c` -> `a/b/c.wsp`), empty components vanish, a leading
+/// `~` is dropped, and tagged names (`name;k=v`) go to
+/// `_tagged/abc/def/<sha256>.wsp` as carbon stores them. Anything that
+/// could leave the root or is unsafe in a path is refused.
+pub fn metric_path(name: &str) -> Result<PathBuf, BadName> {
+    if name.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(BadName::Control);
+    }
+    if name.contains(';') {
+        let normalized = normalize_tagged(name).unwrap_or_else(|| name.to_string());
+        let hash = Sha256::digest(normalized.as_bytes());
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        return Ok(PathBuf::from("_tagged")
+            .join(&hex[0..3])
+            .join(&hex[3..6])
+            .join(format!("{hex}.wsp")));
+    }
+    if name.contains(['/', '\\']) {
+        return Err(BadName::Slash);
+    }
+    let name = name.trim_start_matches('~');
+    let mut path = PathBuf::new();
+    let mut components = name.split('.').filter(|c| !c.is_empty()).peekable();
+    if components.peek().is_none() {
+        return Err(BadName::Empty);
+    }
+    while let Some(c) = components.next() {
+        // ".wsp" adds 4 bytes to the last component.
+        let limit = if components.peek().is_none() {
+            251
+        } else {
+            255
+        };
+        if c.len() > limit {
+            return Err(BadName::TooLong);
+        }
+        if components.peek().is_none() {
+            path.push(format!("{c}.wsp"));
+        } else {
+            path.push(c);
+        }
+    }
+    Ok(path)
+}
+
+/// carbon's TaggedSeries normal form: `name;a=1;b=2` with tags sorted as
+/// whole `;k=v` strings, the last of a repeated tag kept, `name=` dropped.
+/// `None` when carbon would fail to parse it (then the raw name is hashed).
+fn normalize_tagged(raw: &str) -> Option<String> {
+    let mut parts = raw.split(';');
+    let metric = parts.next().filter(|m| !m.is_empty())?;
+    let mut tags: Vec<(&str, &str)> = Vec::new();
+    for tag in parts {
+        let (key, value) = tag.split_once('=')?;
+        if key.is_empty()
+            || key.contains(['!', '^', '='])
+            || value.is_empty()
+            || value.starts_with('~')
+        {
+            return None;
+        }
+        tags.retain(|(k, _)| *k != key);
+        tags.push((key, value));
+    }
+    let mut rendered: Vec<String> = tags
+        .iter()
+        .filter(|(k, _)| *k != "name")
+        .map(|(k, v)| format!(";{k}={v}"))
+        .collect();
+    rendered.sort();
+    Some(format!("{metric}{}", rendered.concat()))
+}
+
+pub struct WhisperSink {
+    settings: StoreSettings,
+    schemas: Arc<Schemas>,
+    pub stats: Arc<SelfStats>,
+}
+
+impl WhisperSink {
+    pub fn new(settings: StoreSettings, schemas: Schemas, stats: Arc<SelfStats>) -> WhisperSink {
+        WhisperSink {
+            settings,
+            schemas: Arc::new(schemas),
+            stats,
+        }
+    }
+}
+
+impl Sink for WhisperSink {
+    fn describe(&self) -> String {
+        format!("whisper {}", self.settings.root.display())
+    }
+
+    async fn run(self, mut batches: mpsc::Receiver<Arc<PointBatch>>) {
+        let writers = self.settings.writers.max(1);
+        let router = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let mut queues: Vec<SyncSender<Arc<PointBatch>>> = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..writers {
+            let (tx, rx) = sync_channel(self.settings.queue_flushes.max(1));
+            let mut writer = Writer {
+                index,
+                writers,
+                router: router.clone(),
+                root: self.settings.root.clone(),
+                schemas: self.schemas.clone(),
+                stats: self.stats.clone(),
+                files: HashMap::new(),
+                max_open: (self.settings.max_open_files / writers).max(16),
+                errors_logged: ErrorLog::default(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("whisper-{index}"))
+                .spawn(move || writer.run(rx));
+            match thread {
+                Ok(t) => {
+                    queues.push(tx);
+                    threads.push(t);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot start a whisper writer thread"),
+            }
+        }
+        while let Some(batch) = batches.recv().await {
+            for queue in &queues {
+                match queue.try_send(batch.clone()) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                        // This writer's share of the batch is lost; the share
+                        // is roughly len / writers.
+                        let lost = (batch.len() / writers).max(1) as u64;
+                        let total = self
+                            .stats
+                            .whisper_points_dropped
+                            .fetch_add(lost, Ordering::Relaxed)
+                            + lost;
+                        tracing::warn!(
+                            dropped_total = total,
+                            "whisper writer queue full; flush dropped"
+                        );
+                    }
+                }
+            }
+        }
+        drop(queues);
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::error!("a whisper writer thread panicked");
+        }
+    }
+}
+
+struct Writer {
+    index: usize,
+    writers: usize,
+    router: ahash::RandomState,
+    root: PathBuf,
+    schemas: Arc<Schemas>,
+    stats: Arc<SelfStats>,
+    files: HashMap<String, WhisperFile>,
+    max_open: usize,
+    errors_logged: ErrorLog,
+}
+
+impl Writer {
+    fn run(&mut self, queue: Receiver<Arc<PointBatch>>) {
+        while let Ok(first) = queue.recv() {
+            let mut pending = vec![first];
+            // Behind? Take everything queued and write each file once.
+            while let Ok(more) = queue.try_recv() {
+                pending.push(more);
+            }
+            self.write(&pending);
+        }
+    }
+
+    fn mine(&self, name: &str) -> bool {
+        self.writers == 1
+            || (self.router.hash_one(name) % self.writers as u64) as usize == self.index
+    }
+
+    fn write(&mut self, batches: &[Arc<PointBatch>]) {
+        let now = unix_now_rounded();
+        if batches.len() == 1 {
+            let batch = &batches[0];
+            for (name, value) in batch.iter() {
+                if self.mine(name) {
+                    self.write_file(name, &[(batch.timestamp, value)], now);
+                }
+            }
+            return;
+        }
+        let mut per_file: HashMap<&str, Vec<(i64, f64)>> = HashMap::new();
+        for batch in batches {
+            for (name, value) in batch.iter() {
+                if self.mine(name) {
+                    per_file
+                        .entry(name)
+                        .or_default()
+                        .push((batch.timestamp, value));
+                }
+            }
+        }
+        for (name, points) in per_file {
+            self.write_file(name, &points, now);
+        }
+    }
+
+    fn write_file(&mut self, name: &str, points: &[(i64, f64)], now: i64) {
+        if !self.files.contains_key(name) {
+            match self.open_or_create(name) {
+                Ok(Some(file)) => {
+                    if self.files.len() >= self.max_open {
+                        self.evict();
+                    }
+                    self.files.insert(name.to_string(), file);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.failed(name, &e);
+                    return;
+                }
+            }
+        }
+        let Some(file) = self.files.get_mut(name) else {
+            return;
+        };
+        match file.update_many(points, now) {
+            Ok(()) => {
+                self.stats
+                    .whisper_points_written
+                    .fetch_add(points.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // The handle may be bad (file replaced, disk trouble): reopen
+                // next time.
+                self.files.remove(name);
+                self.failed(name, &e);
+            }
+        }
+    }
+
+    /// `Ok(None)` when the name is refused (counted).
+    fn open_or_create(&mut self, name: &str) -> Result<Option<WhisperFile>, WhisperError> {
+        let relative = match metric_path(name) {
+            Ok(p) => p,
+            Err(why) => {
+                let n = self
+                    .stats
+                    .whisper_names_rejected
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                self.errors_logged.log(|| {
+                    tracing::warn!(metric = %name.escape_debug(), reason = %why, rejected_total = n,
+                        "metric name refused by the whisper store")
+                });
+                return Ok(None);
+            }
+        };
+        let path = self.root.join(relative);
+        match WhisperFile::open(&path) {
+            Ok(f) => return Ok(Some(f)),
+            Err(WhisperError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let spec = self.schemas.spec_for(name);
+        match WhisperFile::create(&path, &spec.archives, spec.x_files_factor, spec.method) {
+            Ok(f) => {
+                self.stats
+                    .whisper_files_created
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Some(f))
+            }
+            // Created meanwhile by someone else: use theirs.
+            Err(WhisperError::Exists(_)) => WhisperFile::open(&path).map(Some),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn evict(&mut self) {
+        // Drop an eighth of the open files; HashMap order is arbitrary, which
+        // is good enough to keep the hot set mostly open.
+        let n = (self.files.len() / 8).max(1);
+        let victims: Vec<String> = self.files.keys().take(n).cloned().collect();
+        for v in victims {
+            self.files.remove(&v);
+        }
+    }
+
+    fn failed(&mut self, name: &str, error: &WhisperError) {
+        let n = self.stats.whisper_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        self.errors_logged.log(|| {
+            tracing::warn!(metric = %name, error = %error, errors_total = n, "whisper write failed")
+        });
+    }
+}
+
+/// At most one log line per writer per second for file errors.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+}
+
+impl ErrorLog {
+    fn log(&mut self, emit: impl FnOnce()) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_none_or(|l| now.duration_since(l) >= Duration::from_secs(1))
+        {
+            emit();
+            self.last = Some(now);
+        }
+    }
+}
+
+/// Creates `root` if needed and checks it is a writable directory, so a
+/// bad whisper.dir fails at start-up, not at the first flush.
+pub fn prepare_root(root: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(root)?;
+    let probe = root.join(".sluice-write-test");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_like_carbon() {
+        assert_eq!(metric_path("a.b.c").unwrap(), PathBuf::from("a/b/c.wsp"));
+        assert_eq!(metric_path("a..b").unwrap(), PathBuf::from("a/b.wsp"));
+        assert_eq!(metric_path(".lead").unwrap(), PathBuf::from("lead.wsp"));
+        assert_eq!(
+            metric_path("~edge.tilde").unwrap(),
+            PathBuf::from("edge/tilde.wsp")
+        );
+        assert_eq!(
+            metric_path("disk.used;host=a;dc=x").unwrap(),
+            PathBuf::from("_tagged/f91/0bf/f910bf03defc89594eec6f4dbea9d0c93aa254890df840f081ea8a760d78ece7.wsp")
+        );
+    }
+
+    #[test]
+    fn hostile_names_never_leave_the_root() {
+        for hostile in [
+            "../../etc/passwd",
+            "/etc/passwd",
+            "a/../../b",
+            "..",
+            "...",
+            "",
+            "a\0b",
+            "a\nb",
+            "a\\b",
+            "~",
+            &"x".repeat(300),
+        ] {
+            if let Ok(p) = metric_path(hostile) {
+                assert!(p.is_relative(), "{hostile:?} -> {p:?}");
+                assert!(
+                    p.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_))),
+                    "{hostile:?} -> {p:?}"
+                );
+            }
+        }
+        assert_eq!(metric_path("../../etc/passwd"), Err(BadName::Slash));
+        assert_eq!(metric_path(".."), Err(BadName::Empty));
+        assert_eq!(metric_path("a\0b"), Err(BadName::Control));
+        assert_eq!(metric_path(&"x".repeat(300)), Err(BadName::TooLong));
+    }
+
+    #[test]
+    fn tag_normalisation() {
+        assert_eq!(
+            normalize_tagged("disk.used;host=a;dc=x").unwrap(),
+            "disk.used;dc=x;host=a"
+        );
+        assert_eq!(normalize_tagged("m;a=1;a=2").unwrap(), "m;a=2");
+        assert_eq!(normalize_tagged("m;name=z;b=1").unwrap(), "m;b=1");
+        assert_eq!(normalize_tagged("m;bad"), None);
+        assert_eq!(normalize_tagged(";a=1"), None);
+    }
+}
