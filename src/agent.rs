@@ -25,7 +25,7 @@ use crate::selfstats::{unix_now_f64, unix_now_rounded, GraphiteStats, SelfStats}
 use crate::sink::carbon::CarbonLineSink;
 use crate::sink::console::ConsoleSink;
 use crate::sink::whisper::schema::Schemas;
-use crate::sink::whisper::store::{prepare_root, StoreSettings, WhisperSink};
+use crate::sink::whisper::store::{open_file_budget, prepare_root, StoreSettings, WhisperSink};
 use crate::sink::SinkHandle;
 
 /// Listening sockets, bound before the agent runs.
@@ -149,7 +149,7 @@ pub async fn run(
             root: w.dir.clone(),
             writers: w.writers,
             queue_flushes: w.queue_flushes,
-            max_open_files: w.max_open_files,
+            max_open_files: open_file_budget(w.max_open_files),
         };
         let sink = WhisperSink::new(settings, schemas, selfstats.clone());
         sinks.push(SinkHandle::spawn(sink, &runtime));

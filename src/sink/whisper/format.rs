@@ -178,8 +178,19 @@ impl Header {
 
     fn read(file: &File) -> Result<Header> {
         let corrupt = || WhisperError::Corrupt("unable to read header".into());
-        let mut meta = [0u8; METADATA_SIZE as usize];
-        file.read_exact_at(&mut meta, 0).map_err(|_| corrupt())?;
+        // One read covers the metadata and up to 8 archive infos.
+        let mut head = [0u8; 16 + 12 * 8];
+        let mut got = 0;
+        while got < head.len() {
+            match file.read_at(&mut head[got..], got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        if got < METADATA_SIZE as usize {
+            return Err(corrupt());
+        }
+        let meta = &head[..METADATA_SIZE as usize];
         let word = |i: usize| u32::from_be_bytes([meta[i], meta[i + 1], meta[i + 2], meta[i + 3]]);
         let aggregation = Aggregation::from_code(word(0)).ok_or_else(corrupt)?;
         let x_files_factor = f32::from_bits(word(8));
@@ -191,9 +202,15 @@ impl Header {
         if count == 0 || count > 1024 {
             return Err(corrupt());
         }
-        let mut infos = vec![0u8; count * ARCHIVE_INFO_SIZE as usize];
-        file.read_exact_at(&mut infos, METADATA_SIZE)
-            .map_err(|_| corrupt())?;
+        let infos_len = count * ARCHIVE_INFO_SIZE as usize;
+        let mut infos = vec![0u8; infos_len];
+        let cached = (got - METADATA_SIZE as usize).min(infos_len);
+        infos[..cached]
+            .copy_from_slice(&head[METADATA_SIZE as usize..METADATA_SIZE as usize + cached]);
+        if cached < infos_len {
+            file.read_exact_at(&mut infos[cached..], METADATA_SIZE + cached as u64)
+                .map_err(|_| corrupt())?;
+        }
         let len = file.metadata()?.len();
         let archives = infos
             .chunks_exact(12)
@@ -517,13 +534,25 @@ impl WhisperFile {
             base = kept[0].0;
             self.bases[archive] = Some(base as u32);
         }
+        // Consecutive slots go out in one write (as whisper packs runs).
+        let mut run: Vec<u8> = Vec::with_capacity(kept.len() * 12);
+        let mut run_start = 0u64;
         for &(interval, value) in &kept {
             let offset = self.slot_offset(archive, base, interval);
-            self.file
-                .write_all_at(&point_bytes(interval, value), offset)?;
+            if !run.is_empty() && offset != run_start + run.len() as u64 {
+                self.file.write_all_at(&run, run_start)?;
+                run.clear();
+            }
+            if run.is_empty() {
+                run_start = offset;
+            }
+            run.extend_from_slice(&point_bytes(interval, value));
             if offset == u64::from(a.offset) {
                 self.bases[archive] = Some(interval as u32);
             }
+        }
+        if !run.is_empty() {
+            self.file.write_all_at(&run, run_start)?;
         }
         let mut higher = archive;
         for lower in archive + 1..self.header.archives.len() {

@@ -148,17 +148,12 @@ impl Sink for WhisperSink {
         let mut threads = Vec::new();
         for index in 0..writers {
             let (tx, rx) = sync_channel(self.settings.queue_flushes.max(1));
-            let mut writer = Writer {
-                index,
-                writers,
-                router: router.clone(),
-                root: self.settings.root.clone(),
-                schemas: self.schemas.clone(),
-                stats: self.stats.clone(),
-                files: HashMap::new(),
-                max_open: (self.settings.max_open_files / writers).max(16),
-                errors_logged: ErrorLog::default(),
-            };
+            let mut writer = Writer::new(
+                &self.settings,
+                self.schemas.clone(),
+                self.stats.clone(),
+                (index, writers, router.clone()),
+            );
             let thread = std::thread::Builder::new()
                 .name(format!("whisper-{index}"))
                 .spawn(move || writer.run(rx));
@@ -204,7 +199,9 @@ impl Sink for WhisperSink {
     }
 }
 
-struct Writer {
+/// One writer's state: its share of the metrics and its open files.
+/// Public so benches can drive the real write path without threads.
+pub struct Writer {
     index: usize,
     writers: usize,
     router: ahash::RandomState,
@@ -217,6 +214,27 @@ struct Writer {
 }
 
 impl Writer {
+    /// `share` is (this writer's index, number of writers, router).
+    pub fn new(
+        settings: &StoreSettings,
+        schemas: Arc<Schemas>,
+        stats: Arc<SelfStats>,
+        share: (usize, usize, ahash::RandomState),
+    ) -> Writer {
+        let (index, writers, router) = share;
+        Writer {
+            index,
+            writers,
+            router,
+            root: settings.root.clone(),
+            schemas,
+            stats,
+            files: HashMap::new(),
+            max_open: (settings.max_open_files / writers.max(1)).max(16),
+            errors_logged: ErrorLog::default(),
+        }
+    }
+
     fn run(&mut self, queue: Receiver<Arc<PointBatch>>) {
         while let Ok(first) = queue.recv() {
             let mut pending = vec![first];
@@ -234,7 +252,12 @@ impl Writer {
     }
 
     fn write(&mut self, batches: &[Arc<PointBatch>]) {
-        let now = unix_now_rounded();
+        self.write_at(batches, unix_now_rounded());
+    }
+
+    /// Writes this writer's share of `batches`, each file's points in one
+    /// update_many, as of `now`.
+    pub fn write_at(&mut self, batches: &[Arc<PointBatch>], now: i64) {
         if batches.len() == 1 {
             let batch = &batches[0];
             for (name, value) in batch.iter() {
@@ -369,6 +392,51 @@ impl ErrorLog {
             self.last = Some(now);
         }
     }
+}
+
+/// How many whisper files may stay open: `wanted`, bounded by the process's
+/// file-descriptor limit (raised first as far as the process may, as
+/// daemons do), keeping 1024 descriptors for sockets and the rest.
+pub fn open_file_budget(wanted: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write exactly one rlimit struct
+    // that lives on this stack frame.
+    let available = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return wanted.min(1024);
+        }
+        let needed = (wanted as libc::rlim_t).saturating_add(1024);
+        if limit.rlim_cur < needed {
+            // Raising the hard limit works with CAP_SYS_RESOURCE (root);
+            // otherwise settle for the hard limit.
+            let both = libc::rlimit {
+                rlim_cur: needed.max(limit.rlim_cur),
+                rlim_max: needed.max(limit.rlim_max),
+            };
+            let soft = libc::rlimit {
+                rlim_cur: needed.min(limit.rlim_max).max(limit.rlim_cur),
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &both) == 0 {
+                limit.rlim_cur = both.rlim_cur;
+            } else if libc::setrlimit(libc::RLIMIT_NOFILE, &soft) == 0 {
+                limit.rlim_cur = soft.rlim_cur;
+            }
+        }
+        limit.rlim_cur
+    };
+    let budget = (available as usize).saturating_sub(1024).max(16);
+    if budget < wanted {
+        tracing::warn!(
+            wanted,
+            budget,
+            "whisper.max_open_files exceeds the file-descriptor limit; using the limit"
+        );
+    }
+    wanted.min(budget)
 }
 
 /// Creates `root` if needed and checks it is a writable directory, so a
