@@ -139,6 +139,17 @@ pub async fn run(
     if config.whisper.enabled {
         let w = &config.whisper;
         let schemas = Schemas::load(w.schemas.as_deref(), w.aggregation.as_deref())?;
+        // Several flushes in one whisper slot overwrite each other (the last
+        // wins), and a flush longer than a slot leaves gaps.
+        let finest = schemas.spec_for("stats_counts.example").archives[0].0;
+        if Duration::from_secs(u64::from(finest)) != config.stats.flush_interval {
+            tracing::warn!(
+                flush_interval = ?config.stats.flush_interval,
+                finest_retention_secs = finest,
+                "the flush interval differs from the finest whisper precision for stats.*; \
+                 counts in whisper will be overwritten or gappy"
+            );
+        }
         prepare_root(&w.dir).with_context(|| {
             format!(
                 "whisper.dir {} is not a writable directory",
