@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::ingest::tcp::TcpLimits;
 use crate::ingest::{tcp, udp, IngestContext};
 use crate::selfstats::{unix_now_f64, unix_now_rounded, GraphiteStats, SelfStats};
-use crate::sink::carbon::CarbonLineSink;
+use crate::sink::carbon::CarbonForwarder;
 use crate::sink::console::ConsoleSink;
 use crate::sink::whisper::schema::Schemas;
 use crate::sink::whisper::store::{open_file_budget, prepare_root, StoreSettings, WhisperSink};
@@ -124,14 +124,13 @@ pub async fn run(
     });
 
     let mut sinks = extra_sinks;
-    for destination in &config.carbon.destinations {
-        let sink = CarbonLineSink::new(
-            destination.clone(),
+    if !config.carbon.destinations.is_empty() {
+        let forwarder = CarbonForwarder::new(
             config.carbon.clone(),
             config.shutdown_timeout,
             graphite.clone(),
         );
-        sinks.push(SinkHandle::spawn(sink, &runtime));
+        sinks.push(SinkHandle::spawn(forwarder, &runtime));
     }
     if config.console {
         sinks.push(SinkHandle::spawn(ConsoleSink, &runtime));

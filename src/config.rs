@@ -4,7 +4,7 @@
 //! this module sees a string that still needs checking; every error names
 //! the key, the value and what would be accepted.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -119,7 +119,10 @@ pub struct RawGraphite {
 #[serde(deny_unknown_fields)]
 pub struct RawCarbon {
     pub destinations: Option<Vec<String>>,
+    pub mode: Option<String>,
     pub buffer_points: Option<i64>,
+    pub buffer_bytes: Option<i64>,
+    pub resend_window: Option<String>,
     pub connect_timeout: Option<String>,
     pub max_backoff: Option<String>,
 }
@@ -249,13 +252,124 @@ pub struct Naming {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CarbonConfig {
-    /// `host:port` of carbon line receivers.
-    pub destinations: Vec<String>,
+    pub destinations: Vec<Destination>,
+    pub mode: CarbonMode,
+    /// Per destination: points and bytes kept while it is unreachable.
     pub buffer_points: usize,
+    pub buffer_bytes: usize,
+    /// After a reconnect, what was sent this recently is sent again (carbon
+    /// loses what it had received but not written when it stops).
+    #[serde(with = "duration_text")]
+    pub resend_window: Duration,
     #[serde(with = "duration_text")]
     pub connect_timeout: Duration,
     #[serde(with = "duration_text")]
     pub max_backoff: Duration,
+}
+
+/// How points are spread over several destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CarbonMode {
+    /// Every point to every destination.
+    Replicate,
+    /// Each metric to one destination, chosen by carbon's consistent-hash
+    /// ring (as carbon-relay's consistent-hashing router with carbon_ch).
+    Hash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CarbonProtocol {
+    Line,
+    Pickle,
+}
+
+/// One carbon destination: `[line:|pickle:]host:port[:instance]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub protocol: CarbonProtocol,
+    pub host: String,
+    pub port: u16,
+    /// carbon's instance name (part of the hash ring key).
+    pub instance: Option<String>,
+}
+
+impl Destination {
+    pub fn parse(text: &str) -> Option<Destination> {
+        let (protocol, rest) = if let Some(r) = text.strip_prefix("pickle:") {
+            (CarbonProtocol::Pickle, r)
+        } else if let Some(r) = text.strip_prefix("line:") {
+            (CarbonProtocol::Line, r)
+        } else {
+            (CarbonProtocol::Line, text)
+        };
+        let (host, after) = if let Some(r) = rest.strip_prefix('[') {
+            let (h, a) = r.split_once(']')?;
+            (h.to_string(), a.strip_prefix(':')?)
+        } else {
+            let (h, a) = rest.split_once(':')?;
+            (h.to_string(), a)
+        };
+        let (port, instance) = match after.split_once(':') {
+            Some((p, i)) if !i.is_empty() => (p, Some(i.to_string())),
+            Some(_) => return None,
+            None => (after, None),
+        };
+        let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return None;
+        }
+        Some(Destination {
+            protocol,
+            host,
+            port,
+            instance,
+        })
+    }
+
+    /// `host:port` to connect to.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// A name for the destination's own metrics: `127_0_0_1_2003`.
+    pub fn label(&self) -> String {
+        let mut label = format!("{}_{}", self.host, self.port);
+        if let Some(i) = &self.instance {
+            label.push('_');
+            label.push_str(i);
+        }
+        label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+impl Serialize for Destination {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let proto = match self.protocol {
+            CarbonProtocol::Line => "line",
+            CarbonProtocol::Pickle => "pickle",
+        };
+        let instance = self
+            .instance
+            .as_ref()
+            .map(|i| format!(":{i}"))
+            .unwrap_or_default();
+        s.serialize_str(&format!("{proto}:{}{instance}", self.address()))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -375,18 +489,52 @@ impl Config {
         };
 
         let c = &raw.carbon;
-        let destinations = c.destinations.clone().unwrap_or_default();
-        for d in &destinations {
-            check_host_port("carbon.destinations", d)?;
-        }
+        let destinations = c
+            .destinations
+            .iter()
+            .flatten()
+            .map(|d| {
+                Destination::parse(d).ok_or_else(|| {
+                    invalid(
+                        "carbon.destinations",
+                        format!("{d:?}"),
+                        "[line:|pickle:]host:port[:instance], such as \"127.0.0.1:2003\" or \"pickle:carbon.example:2004:a\"",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mode = match c.mode.as_deref() {
+            None | Some("replicate") => CarbonMode::Replicate,
+            Some("hash") => CarbonMode::Hash,
+            Some(other) => {
+                return Err(invalid(
+                    "carbon.mode",
+                    format!("{other:?}"),
+                    "\"replicate\" (every point to every destination) or \"hash\" (carbon's consistent hashing)",
+                ))
+            }
+        };
         let carbon = CarbonConfig {
             destinations,
+            mode,
             buffer_points: in_range(
                 "carbon.buffer_points",
                 c.buffer_points,
                 1_000_000,
                 1,
                 1 << 32,
+            )?,
+            buffer_bytes: in_range(
+                "carbon.buffer_bytes",
+                c.buffer_bytes,
+                256 << 20,
+                1024,
+                1 << 40,
+            )?,
+            resend_window: duration(
+                "carbon.resend_window",
+                c.resend_window.as_deref(),
+                Duration::from_secs(30),
             )?,
             connect_timeout: duration(
                 "carbon.connect_timeout",
@@ -473,23 +621,6 @@ fn address(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
             "an IP address and port, such as \"127.0.0.1:8125\" or \"[::1]:8125\"",
         )
     })
-}
-
-fn check_host_port(key: &'static str, text: &str) -> Result<(), ConfigError> {
-    let ok = match text.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
-        None => false,
-    };
-    if !ok {
-        return Err(invalid(
-            key,
-            format!("{text:?}"),
-            "host:port, such as \"127.0.0.1:2003\" or \"carbon.example:2003\"",
-        ));
-    }
-    // Resolution may fail now and work later (DNS); only the shape is checked.
-    let _ = text.to_socket_addrs();
-    Ok(())
 }
 
 fn in_range(
@@ -670,7 +801,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("carbon.destinations") && e.contains("host:port"),
+            e.contains("carbon.destinations") && e.contains("host:port[:instance]"),
             "{e}"
         );
         let e = from("[flush]\nhistogram = [{metric = \"a\", bins = [5, 1]}]")
@@ -678,6 +809,33 @@ mod tests {
             .to_string();
         assert!(e.contains("ascending"), "{e}");
         assert!(RawConfig::from_toml("[flush]\nintervall = \"1s\"").is_err());
+    }
+
+    #[test]
+    fn carbon_destinations() {
+        let d = Destination::parse("pickle:127.0.0.1:2004:a").unwrap();
+        assert_eq!(
+            (d.protocol, d.host.as_str(), d.port, d.instance.as_deref()),
+            (CarbonProtocol::Pickle, "127.0.0.1", 2004, Some("a"))
+        );
+        assert_eq!(d.label(), "127_0_0_1_2004_a");
+        let d = Destination::parse("[::1]:2003").unwrap();
+        assert_eq!(
+            (d.protocol, d.address()),
+            (CarbonProtocol::Line, "[::1]:2003".into())
+        );
+        for bad in [
+            "carbon",
+            "carbon:",
+            "carbon:0",
+            ":2003",
+            "pickle:x:70000",
+            "a:1:",
+        ] {
+            assert!(Destination::parse(bad).is_none(), "{bad}");
+        }
+        let e = from("[carbon]\nmode = \"shard\"").unwrap_err().to_string();
+        assert!(e.contains("carbon.mode") && e.contains("hash"), "{e}");
     }
 
     #[test]

@@ -105,6 +105,42 @@ pub struct GraphiteStats {
     pub last_exception: AtomicI64,
     pub flush_time_ms: AtomicU64,
     pub flush_length: AtomicU64,
+    /// Per carbon destination (label, counters), reported with the flush
+    /// as `graphiteStats.destinations.<label>.<stat>`.
+    pub destinations: std::sync::Mutex<Vec<(String, std::sync::Arc<DestinationStats>)>>,
+}
+
+/// One carbon destination's delivery counters (totals since start).
+#[derive(Debug, Default)]
+pub struct DestinationStats {
+    pub sent_points: AtomicU64,
+    /// Points waiting for the destination (now).
+    pub buffered_points: AtomicU64,
+    /// Points dropped because the buffer was full: never delivered.
+    pub dropped_points: AtomicU64,
+    /// Points sent again after a reconnect (the resend window).
+    pub resent_points: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Unix seconds of the last connect or write failure (0: none).
+    pub last_failure: AtomicI64,
+}
+
+impl DestinationStats {
+    /// (stat name, value) for the flush.
+    pub fn snapshot(&self) -> [(&'static str, f64); 6] {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        [
+            ("sent_points", get(&self.sent_points)),
+            ("buffered_points", get(&self.buffered_points)),
+            ("dropped_points", get(&self.dropped_points)),
+            ("resent_points", get(&self.resent_points)),
+            ("reconnects", get(&self.reconnects)),
+            (
+                "last_failure",
+                self.last_failure.load(Ordering::Relaxed) as f64,
+            ),
+        ]
+    }
 }
 
 impl GraphiteStats {

@@ -330,7 +330,7 @@ fn points_survive_carbon_being_down_at_first() {
             .map(|l| l.rsplit_once(' ').map(|x| x.0).unwrap_or("").to_string()),
     );
     assert!(all.iter().any(|l| l == "stats_counts.early 1"), "{all:?}");
-    assert!(sluice.log_text().contains("carbon destination unreachable"));
+    assert!(sluice.log_text().contains("carbon destination down"));
     sluice.terminate();
 }
 

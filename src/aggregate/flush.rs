@@ -178,6 +178,14 @@ impl Flusher {
                 g.flush_length.load(Ordering::Relaxed) as f64,
             ),
         ];
+        // Before Etsy's four graphiteStats lines, which end a flush.
+        if let Ok(destinations) = g.destinations.lock() {
+            for (label, stats) in destinations.iter() {
+                for (stat, value) in stats.snapshot() {
+                    n.own(&mut batch, OwnStat::Destination(label, stat), value);
+                }
+            }
+        }
         for (stat, value) in graphite {
             n.own(&mut batch, OwnStat::Graphite(stat), value);
         }
@@ -294,11 +302,13 @@ fn is_etsy_internal_counter(key: &[u8]) -> bool {
 
 /// The agent's own flush stats, named per Etsy's graphite backend.
 #[derive(Clone, Copy)]
-enum OwnStat {
+enum OwnStat<'a> {
     NumStats,
     CalculationTime,
     ProcessingTime,
     Graphite(&'static str),
+    /// A carbon destination's delivery stat: (label, stat).
+    Destination(&'a str, &'static str),
 }
 
 /// Etsy's graphite backend naming (legacyNamespace, prefixes, suffix, tags
@@ -412,7 +422,7 @@ impl Namer {
         batch.push_with(count, |o| self.write(o, &self.set, key, &["count"]));
     }
 
-    fn own(&self, batch: &mut PointBatch, stat: OwnStat, value: f64) {
+    fn own(&self, batch: &mut PointBatch, stat: OwnStat<'_>, value: f64) {
         let ps = self.naming.prefix_stats.as_str();
         let sfx = self.suffix.as_str();
         let legacy = self.naming.legacy_namespace;
@@ -442,6 +452,15 @@ impl Namer {
                     o.push('.');
                 }
                 o.push_str(&format!("{ps}.graphiteStats.{name}{sfx}"));
+            }
+            OwnStat::Destination(label, name) => {
+                for segment in &self.global {
+                    o.push_str(segment);
+                    o.push('.');
+                }
+                o.push_str(&format!(
+                    "{ps}.graphiteStats.destinations.{label}.{name}{sfx}"
+                ));
             }
         });
     }

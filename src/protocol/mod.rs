@@ -4,4 +4,5 @@
 
 pub mod carbon;
 pub mod number;
+pub mod pickle;
 pub mod statsd;

@@ -1,0 +1,392 @@
+//! One carbon destination: a persistent TCP connection fed from a queue.
+//!
+//! Points that cannot be delivered stay queued, oldest first, within
+//! `carbon.buffer_points` and `carbon.buffer_bytes`; past that the oldest
+//! flushes are dropped and counted. A failed connection is retried with
+//! capped exponential backoff, and the log says when the destination goes
+//! down and comes back. Because a write that succeeded proves nothing
+//! (carbon loses what it received but had not written when it stops), what
+//! was sent within `carbon.resend_window` is sent again after a reconnect;
+//! writing the same point twice into whisper is harmless.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::config::{CarbonConfig, CarbonProtocol, Destination};
+use crate::protocol::{carbon, pickle};
+use crate::selfstats::{unix_now_rounded, DestinationStats, GraphiteStats};
+use crate::sink::PointBatch;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// carbon-relay's MAX_DATAPOINTS_PER_MESSAGE; frames stay far below 1 MiB.
+const PICKLE_POINTS_PER_FRAME: usize = 500;
+const PICKLE_BYTES_PER_FRAME: usize = 512 * 1024;
+
+/// The points of one flush for one destination, encoded.
+struct Chunk {
+    bytes: Vec<u8>,
+    points: usize,
+}
+
+pub struct Link {
+    pub destination: Destination,
+    config: CarbonConfig,
+    shutdown_grace: Duration,
+    graphite: Arc<GraphiteStats>,
+    pub stats: Arc<DestinationStats>,
+}
+
+impl Link {
+    pub fn new(
+        destination: Destination,
+        config: CarbonConfig,
+        shutdown_grace: Duration,
+        graphite: Arc<GraphiteStats>,
+    ) -> Link {
+        Link {
+            destination,
+            config,
+            shutdown_grace,
+            graphite,
+            stats: Arc::default(),
+        }
+    }
+
+    fn encode(&self, batch: &PointBatch) -> Chunk {
+        let mut bytes = Vec::with_capacity(batch.name_bytes() + batch.len() * 24);
+        match self.destination.protocol {
+            CarbonProtocol::Line => {
+                for (name, value) in batch.iter() {
+                    carbon::write_line(&mut bytes, name, value, batch.timestamp);
+                }
+            }
+            CarbonProtocol::Pickle => {
+                let mut points = batch.iter().peekable();
+                while points.peek().is_some() {
+                    let mut count = 0;
+                    let mut size = 0;
+                    let frame = std::iter::from_fn(|| {
+                        if count == PICKLE_POINTS_PER_FRAME || size > PICKLE_BYTES_PER_FRAME {
+                            return None;
+                        }
+                        let (name, value) = points.next()?;
+                        count += 1;
+                        size += name.len() + 20;
+                        Some((name, batch.timestamp, value))
+                    });
+                    pickle::encode_frame(&mut bytes, frame);
+                }
+            }
+        }
+        Chunk {
+            bytes,
+            points: batch.len(),
+        }
+    }
+
+    /// Runs until the queue closes, then delivers what it holds within the
+    /// shutdown grace period.
+    pub async fn run(self, mut batches: mpsc::Receiver<Arc<PointBatch>>) {
+        let mut state = State {
+            link: &self,
+            pending: VecDeque::new(),
+            pending_points: 0,
+            pending_bytes: 0,
+            history: VecDeque::new(),
+            history_bytes: 0,
+            stream: None,
+            backoff: FIRST_BACKOFF,
+            next_attempt: Instant::now(),
+            down_since: None,
+            resend_on_connect: false,
+        };
+        loop {
+            let wait = state.retry_wait();
+            tokio::select! {
+                batch = batches.recv() => match batch {
+                    Some(batch) => {
+                        let chunk = self.encode(&batch);
+                        state.enqueue(chunk);
+                        state.deliver().await;
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {
+                    state.deliver().await;
+                }
+            }
+        }
+        let deadline = Instant::now() + self.shutdown_grace;
+        loop {
+            state.deliver().await;
+            if state.pending.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let wait = state.retry_wait().unwrap_or(FIRST_BACKOFF);
+            tokio::time::sleep(wait.min(deadline - now)).await;
+        }
+        if let Some(mut stream) = state.stream.take() {
+            let _ = stream.shutdown().await;
+        }
+        let sent = self.stats.sent_points.load(Ordering::Relaxed);
+        let dropped = self.stats.dropped_points.load(Ordering::Relaxed);
+        if state.pending_points > 0 {
+            tracing::error!(
+                destination = %self.destination.address(),
+                undelivered_points = state.pending_points,
+                sent_points = sent,
+                dropped_points = dropped,
+                "shutting down with points this carbon destination never received"
+            );
+        } else {
+            tracing::info!(
+                destination = %self.destination.address(),
+                sent_points = sent,
+                dropped_points = dropped,
+                "carbon destination finished"
+            );
+        }
+    }
+}
+
+struct State<'a> {
+    link: &'a Link,
+    pending: VecDeque<Chunk>,
+    pending_points: usize,
+    pending_bytes: usize,
+    /// Chunks written recently: (when, chunk), oldest first.
+    history: VecDeque<(Instant, Chunk)>,
+    history_bytes: usize,
+    stream: Option<TcpStream>,
+    backoff: Duration,
+    next_attempt: Instant,
+    down_since: Option<Instant>,
+    /// Set by a failure: the next connection first re-sends the history.
+    resend_on_connect: bool,
+}
+
+impl State<'_> {
+    fn stats(&self) -> &DestinationStats {
+        &self.link.stats
+    }
+
+    fn enqueue(&mut self, chunk: Chunk) {
+        if chunk.points == 0 {
+            return;
+        }
+        self.pending_points += chunk.points;
+        self.pending_bytes += chunk.bytes.len();
+        self.pending.push_back(chunk);
+        let cfg = &self.link.config;
+        while (self.pending_points > cfg.buffer_points || self.pending_bytes > cfg.buffer_bytes)
+            && self.pending.len() > 1
+        {
+            let Some(old) = self.pending.pop_front() else {
+                break;
+            };
+            self.pending_points -= old.points;
+            self.pending_bytes -= old.bytes.len();
+            let total = self
+                .stats()
+                .dropped_points
+                .fetch_add(old.points as u64, Ordering::Relaxed)
+                + old.points as u64;
+            tracing::warn!(
+                destination = %self.link.destination.address(),
+                dropped = old.points,
+                dropped_total = total,
+                "carbon buffer full; oldest points dropped"
+            );
+        }
+        self.publish_buffered();
+    }
+
+    fn publish_buffered(&self) {
+        self.stats()
+            .buffered_points
+            .store(self.pending_points as u64, Ordering::Relaxed);
+    }
+
+    /// Connects if due, re-sends the history after a failure, then writes
+    /// queued chunks until done or failed.
+    async fn deliver(&mut self) {
+        if self.pending.is_empty() && !self.resend_on_connect {
+            return;
+        }
+        if let Some(stream) = &self.stream {
+            if peer_closed(stream) {
+                self.failed("connection closed by carbon");
+            }
+        }
+        if self.stream.is_none() {
+            if Instant::now() < self.next_attempt {
+                return;
+            }
+            self.connect().await;
+            if self.stream.is_none() {
+                return;
+            }
+            if self.resend_on_connect {
+                self.resend_history().await;
+                if self.stream.is_none() {
+                    return;
+                }
+            }
+        }
+        while let Some(chunk) = self.pending.front() {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let started = Instant::now();
+            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&chunk.bytes)).await {
+                Ok(Ok(())) => {
+                    let g = &self.link.graphite;
+                    g.flush_time_ms
+                        .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    g.flush_length
+                        .store(chunk.bytes.len() as u64, Ordering::Relaxed);
+                    g.last_flush.store(unix_now_rounded(), Ordering::Relaxed);
+                    self.stats()
+                        .sent_points
+                        .fetch_add(chunk.points as u64, Ordering::Relaxed);
+                    let Some(chunk) = self.pending.pop_front() else {
+                        break;
+                    };
+                    self.pending_points -= chunk.points;
+                    self.pending_bytes -= chunk.bytes.len();
+                    self.remember(chunk);
+                }
+                Ok(Err(e)) => self.failed(&e.to_string()),
+                Err(_) => self.failed("write timed out"),
+            }
+        }
+        self.publish_buffered();
+    }
+
+    /// Keeps a written chunk for re-sending, within the window and the
+    /// byte budget.
+    fn remember(&mut self, chunk: Chunk) {
+        let window = self.link.config.resend_window;
+        if window.is_zero() {
+            return;
+        }
+        self.history_bytes += chunk.bytes.len();
+        self.history.push_back((Instant::now(), chunk));
+        let budget = self.link.config.buffer_bytes;
+        while let Some((at, old)) = self.history.front() {
+            if at.elapsed() <= window && self.history_bytes <= budget {
+                break;
+            }
+            self.history_bytes -= old.bytes.len();
+            self.history.pop_front();
+        }
+    }
+
+    async fn resend_history(&mut self) {
+        self.resend_on_connect = false;
+        let window = self.link.config.resend_window;
+        let history = std::mem::take(&mut self.history);
+        self.history_bytes = 0;
+        let mut resent = 0usize;
+        let mut kept = VecDeque::new();
+        for (at, chunk) in history {
+            if at.elapsed() > window {
+                continue;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                kept.push_back((at, chunk));
+                continue;
+            };
+            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&chunk.bytes)).await {
+                Ok(Ok(())) => resent += chunk.points,
+                Ok(Err(e)) => self.failed(&e.to_string()),
+                Err(_) => self.failed("write timed out"),
+            }
+            kept.push_back((Instant::now(), chunk));
+        }
+        self.history_bytes = kept.iter().map(|(_, c)| c.bytes.len()).sum();
+        self.history = kept;
+        if resent > 0 {
+            self.stats()
+                .resent_points
+                .fetch_add(resent as u64, Ordering::Relaxed);
+            tracing::info!(
+                destination = %self.link.destination.address(),
+                resent_points = resent,
+                "re-sent recent points after reconnecting"
+            );
+        }
+    }
+
+    async fn connect(&mut self) {
+        let address = self.link.destination.address();
+        let connecting = TcpStream::connect(&address);
+        match tokio::time::timeout(self.link.config.connect_timeout, connecting).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                if let Some(since) = self.down_since.take() {
+                    tracing::info!(
+                        destination = %address,
+                        down_for = ?since.elapsed(),
+                        queued_points = self.pending_points,
+                        "carbon destination is back"
+                    );
+                }
+                self.stream = Some(stream);
+                self.backoff = FIRST_BACKOFF;
+            }
+            Ok(Err(e)) => self.failed(&e.to_string()),
+            Err(_) => self.failed("connect timed out"),
+        }
+    }
+
+    fn failed(&mut self, why: &str) {
+        self.stream = None;
+        self.resend_on_connect = true;
+        let stats = self.stats();
+        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        let now = unix_now_rounded();
+        stats.last_failure.store(now, Ordering::Relaxed);
+        self.link
+            .graphite
+            .last_exception
+            .store(now, Ordering::Relaxed);
+        if self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+            tracing::warn!(
+                destination = %self.link.destination.address(),
+                error = why,
+                queued_points = self.pending_points,
+                "carbon destination down; points kept for retry"
+            );
+        }
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.link.config.max_backoff);
+    }
+
+    fn retry_wait(&self) -> Option<Duration> {
+        (self.stream.is_none() && (!self.pending.is_empty() || self.resend_on_connect))
+            .then(|| self.next_attempt.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// carbon never writes to us: a readable socket means it closed (EOF) or
+/// reset the connection, so the next write would vanish.
+fn peer_closed(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 64];
+    match stream.try_read(&mut probe) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
