@@ -10,6 +10,8 @@ mkdir -p "$deps"
 need_apt=()
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+# A real carbon-cache and carbon's own hash ring (Debian's graphite-carbon).
+[ -x /usr/bin/carbon-cache ] || need_apt+=(graphite-carbon)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -36,4 +38,5 @@ if ! "$deps/venv/bin/pip" show whisper 2>/dev/null | grep -qx 'Version: 1.1.10';
   "$deps/venv/bin/pip" install --quiet --disable-pip-version-check whisper==1.1.10
 fi
 "$deps/venv/bin/python" -c 'import whisper; print("python whisper ready:", whisper.__file__)'
+/usr/bin/python3 -c 'import carbon.hashing' || { echo "carbon's python module is missing" >&2; exit 1; }
 echo "test dependencies ready in $deps"

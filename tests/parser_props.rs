@@ -87,3 +87,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn pickle_decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = sluice::protocol::pickle::decode(&data);
+        let _ = sluice::protocol::pickle::decode_points(&data);
+    }
+
+    #[test]
+    fn pickle_frames_round_trip(points in proptest::collection::vec(("[a-z.]{1,30}", 0i64..5_000_000_000, -1e12f64..1e12), 0..50)) {
+        let mut frame = Vec::new();
+        sluice::protocol::pickle::encode_frame(&mut frame, points.iter().map(|(n, t, v)| (n.as_str(), *t, *v)));
+        let decoded = sluice::protocol::pickle::decode_points(&frame[4..]).unwrap();
+        let want: Vec<(String, f64, f64)> = points.iter().map(|(n, t, v)| (n.clone(), *t as f64, *v)).collect();
+        prop_assert_eq!(decoded, want);
+    }
+}

@@ -3,6 +3,8 @@
 //! real datagrams. Shared by the end-to-end and parity tests.
 #![allow(dead_code)]
 
+pub mod carbon_cache;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
