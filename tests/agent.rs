@@ -133,6 +133,10 @@ fn sample_rates_and_number_forms() {
     assert_eq!(f.value("stats.timers.sampled.count_ps"), 10.0);
     assert_eq!(f.value("stats.timers.sampled.mean"), 100.0);
     assert_eq!(f.value("stats.gauges.gr"), 1.0);
+    // Values that overflow to infinity are never written, only counted.
+    send_udp(sluice.udp, &[b"big:1e308|c\nbig:1e308|c"]);
+    let f = capture.flush_with("stats_counts.statsd.non_finite_dropped", WAIT);
+    assert!(f.value("stats_counts.statsd.non_finite_dropped") >= 2.0);
     sluice.terminate();
 }
 

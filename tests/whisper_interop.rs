@@ -261,3 +261,51 @@ fn py_repr(x: f64) -> String {
         None => text,
     }
 }
+
+#[test]
+fn a_bad_file_is_counted_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    // A corrupt file where stats_counts.broken will go, and a directory
+    // where a file should be.
+    std::fs::create_dir_all(store.join("stats_counts")).unwrap();
+    std::fs::write(store.join("stats_counts/broken.wsp"), b"not whisper").unwrap();
+    std::fs::create_dir_all(store.join("stats_counts/blocked.wsp")).unwrap();
+    let mut capture = common::CarbonCapture::start();
+    let carbon = capture.addr.to_string();
+    let schemas = write_file(
+        dir.path(),
+        "schemas.conf",
+        "[all]\npattern = .*\nretentions = 1s:1h\n",
+    );
+    let config = write_file(
+        dir.path(),
+        "sluice.toml",
+        &format!(
+            "[whisper]\ndir = {:?}\nschemas = {:?}\n",
+            store.to_str().unwrap(),
+            schemas.to_str().unwrap()
+        ),
+    );
+    let sluice = Sluice::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--flush-interval",
+        "1s",
+        "--carbon",
+        &carbon,
+    ]);
+    send_udp(sluice.udp, &[b"broken:1|c\nblocked:1|c\nfine:1|c"]);
+    let errors = "stats_counts.statsd.whisper_errors";
+    let flush = capture.flush_with(errors, Duration::from_secs(10));
+    assert!(flush.value(errors) >= 2.0, "{}", flush.dump());
+    assert!(sluice.terminate().success());
+    let mut fine = WhisperFile::open_read(&store.join("stats_counts/fine.wsp")).unwrap();
+    let now = sluice::selfstats::unix_now_f64() as i64 + 5;
+    let got = fine.fetch(now - 60, Some(now), now).unwrap().unwrap();
+    assert_eq!(got.values.iter().flatten().sum::<f64>(), 1.0);
+    assert_eq!(
+        std::fs::read(store.join("stats_counts/broken.wsp")).unwrap(),
+        b"not whisper"
+    );
+}

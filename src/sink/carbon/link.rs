@@ -24,7 +24,13 @@ use crate::selfstats::{unix_now_rounded, DestinationStats, GraphiteStats};
 use crate::sink::PointBatch;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// A write may take this long plus a second per 256 KiB before the
+/// connection counts as stuck (a big flush to a slow carbon is not stuck).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn write_timeout(bytes: usize) -> Duration {
+    WRITE_TIMEOUT + Duration::from_secs((bytes / (256 * 1024)) as u64)
+}
 /// carbon-relay's MAX_DATAPOINTS_PER_MESSAGE; frames stay far below 1 MiB.
 const PICKLE_POINTS_PER_FRAME: usize = 500;
 const PICKLE_BYTES_PER_FRAME: usize = 512 * 1024;
@@ -249,7 +255,12 @@ impl State<'_> {
                 return;
             };
             let started = Instant::now();
-            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&chunk.bytes)).await {
+            match tokio::time::timeout(
+                write_timeout(chunk.bytes.len()),
+                stream.write_all(&chunk.bytes),
+            )
+            .await
+            {
                 Ok(Ok(())) => {
                     let g = &self.link.graphite;
                     g.flush_time_ms
@@ -308,7 +319,12 @@ impl State<'_> {
                 kept.push_back((at, chunk));
                 continue;
             };
-            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&chunk.bytes)).await {
+            match tokio::time::timeout(
+                write_timeout(chunk.bytes.len()),
+                stream.write_all(&chunk.bytes),
+            )
+            .await
+            {
                 Ok(Ok(())) => resent += chunk.points,
                 Ok(Err(e)) => self.failed(&e.to_string()),
                 Err(_) => self.failed("write timed out"),
