@@ -16,6 +16,7 @@ use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
+use crate::admin::{self, AdminContext};
 use crate::aggregate::flush::Flusher;
 use crate::aggregate::Aggregator;
 use crate::config::Config;
@@ -26,13 +27,14 @@ use crate::sink::carbon::CarbonForwarder;
 use crate::sink::console::ConsoleSink;
 use crate::sink::whisper::schema::Schemas;
 use crate::sink::whisper::store::{open_file_budget, prepare_root, StoreSettings, WhisperSink};
-use crate::sink::SinkHandle;
+use crate::sink::{SinkHandle, SinkMonitor};
 
 /// Listening sockets, bound before the agent runs.
 pub struct BoundSockets {
     /// Per UDP address: one SO_REUSEPORT socket per receiver thread.
     pub udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
     pub tcp: Vec<(SocketAddr, std::net::TcpListener)>,
+    pub admin: Option<(SocketAddr, std::net::TcpListener)>,
 }
 
 impl BoundSockets {
@@ -62,7 +64,16 @@ impl BoundSockets {
             let listener: std::net::TcpListener = socket.into();
             tcp.push((listener.local_addr()?, listener));
         }
-        Ok(BoundSockets { udp, tcp })
+        let admin = match config.admin {
+            None => None,
+            Some(addr) => {
+                let listener = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot bind the admin interface on {addr}"))?;
+                listener.set_nonblocking(true)?;
+                Some((listener.local_addr()?, listener))
+            }
+        };
+        Ok(BoundSockets { udp, tcp, admin })
     }
 }
 
@@ -199,6 +210,31 @@ pub async fn run(
         )));
     }
 
+    let monitors: Vec<SinkMonitor> = sinks.iter().map(SinkHandle::monitor).collect();
+    let mut admin_task = None;
+    if let Some((addr, listener)) = sockets.admin {
+        tracing::info!(protocol = "admin", %addr, "listening");
+        let ctx = Arc::new(AdminContext {
+            aggregator: aggregator.clone(),
+            selfstats: selfstats.clone(),
+            graphite: graphite.clone(),
+            config_lines: config_lines(&config),
+            started: Instant::now(),
+            healthy: AtomicBool::new(true),
+            extra_stats: Box::new(own_stats(
+                aggregator.clone(),
+                graphite.clone(),
+                monitors.clone(),
+            )),
+        });
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        admin_task = Some(tokio::spawn(admin::serve(
+            listener,
+            ctx,
+            tcp_stopping.clone(),
+        )));
+    }
+
     // Flush thread: the arithmetic runs off the async runtime.
     let sinks = Arc::new(sinks);
     let (stop_flush, flush_stopping) = mpsc::channel::<()>();
@@ -229,6 +265,9 @@ pub async fn run(
     for t in tcp_tasks {
         let _ = t.await;
     }
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     tracing::info!("final flush");
     let _ = stop_flush.send(());
     tokio::task::spawn_blocking(move || flush_thread.join())
@@ -242,6 +281,61 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// sluice's own health figures, for the admin `stats` command: live series
+/// per type, each sink's queue, each carbon destination's delivery.
+fn own_stats(
+    aggregator: Arc<Aggregator>,
+    graphite: Arc<GraphiteStats>,
+    sinks: Vec<SinkMonitor>,
+) -> impl Fn() -> Vec<(String, f64)> + Send + Sync {
+    move || {
+        let mut out = Vec::new();
+        let [c, t, g, s] = aggregator.series();
+        for (kind, n) in [("counters", c), ("timers", t), ("gauges", g), ("sets", s)] {
+            out.push((format!("sluice.series.{kind}"), n as f64));
+        }
+        for sink in &sinks {
+            let label = sink.label();
+            out.push((
+                format!("sluice.sinks.{label}.queue_depth"),
+                sink.depth() as f64,
+            ));
+            out.push((
+                format!("sluice.sinks.{label}.dropped_flushes"),
+                sink.dropped.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ));
+        }
+        if let Ok(destinations) = graphite.destinations.lock() {
+            for (label, stats) in destinations.iter() {
+                for (stat, value) in stats.snapshot() {
+                    out.push((format!("sluice.destinations.{label}.{stat}"), value));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The effective configuration as `key: value` / `section > key: value`
+/// lines (Etsy's admin `config` shape).
+fn config_lines(config: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Ok(toml::Value::Table(table)) = toml::Value::try_from(config) else {
+        return lines;
+    };
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(inner) => {
+                for (k, v) in inner {
+                    lines.push(format!("{key} > {k}: {v}"));
+                }
+            }
+            other => lines.push(format!("{key}: {other}")),
+        }
+    }
+    lines
 }
 
 /// The timestamp of a flush: now rounded (as Etsy), but always after the

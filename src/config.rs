@@ -559,9 +559,9 @@ impl Config {
             max_open_files: in_range(
                 "whisper.max_open_files",
                 w.max_open_files,
-                4096,
+                65536,
                 16,
-                1 << 20,
+                1 << 22,
             )?,
         };
         if whisper.dir.as_os_str().is_empty() {

@@ -1,5 +1,6 @@
 //! sluice: a StatsD aggregation agent. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod agent;
 pub mod aggregate;
 pub mod config;

@@ -10,6 +10,8 @@ pub struct SelfStats {
     pub packets_received: AtomicU64,
     pub metrics_received: AtomicU64,
     pub bad_lines_seen: AtomicU64,
+    /// Bad lines since start (never reset; the admin `stats` shows it).
+    pub bad_lines_total: AtomicU64,
     /// DogStatsD events and service checks (not metrics; dropped).
     pub events_dropped: AtomicU64,
     /// TCP lines longer than listen.tcp_max_line_length (dropped).
@@ -52,6 +54,8 @@ impl SelfStats {
         }
         if tally.bad_lines > 0 {
             self.bad_lines_seen
+                .fetch_add(tally.bad_lines, Ordering::Relaxed);
+            self.bad_lines_total
                 .fetch_add(tally.bad_lines, Ordering::Relaxed);
         }
         if tally.events > 0 {

@@ -33,6 +33,25 @@ pub struct Gauge {
     pub from_packets: bool,
 }
 
+/// The four kinds of state, for the admin interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Timer,
+    Gauge,
+    Set,
+}
+
+/// One key's state as the admin interface shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dumped {
+    Number(f64),
+    Numbers(Vec<f64>),
+    /// A timer in histogram mode: how many values it holds.
+    Summary(u64),
+    Strings(Vec<String>),
+}
+
 #[derive(Default)]
 pub struct Shard {
     pub counters: Map<f64>,
@@ -135,7 +154,83 @@ impl Aggregator {
         }
     }
 
-    pub(crate) fn shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
+    /// Counts of live series: (counters, timers, gauges, sets).
+    pub fn series(&self) -> [usize; 4] {
+        let mut n = [0; 4];
+        for shard in self.shards() {
+            n[0] += shard.counters.len();
+            n[1] += shard.timers.len();
+            n[2] += shard.gauges.len();
+            n[3] += shard.sets.len();
+        }
+        n
+    }
+
+    /// A copy of one kind of state, each shard read under its lock (so a
+    /// shard is never seen half-updated), sorted by key.
+    pub fn dump(&self, kind: Kind) -> Vec<(String, Dumped)> {
+        let mut out = Vec::new();
+        let name = |k: &Key| String::from_utf8_lossy(k).into_owned();
+        for shard in self.shards() {
+            match kind {
+                Kind::Counter => out.extend(
+                    shard
+                        .counters
+                        .iter()
+                        .map(|(k, v)| (name(k), Dumped::Number(*v))),
+                ),
+                Kind::Gauge => out.extend(
+                    shard
+                        .gauges
+                        .iter()
+                        .map(|(k, g)| (name(k), Dumped::Number(g.value))),
+                ),
+                Kind::Timer => out.extend(shard.timers.iter().map(|(k, t)| {
+                    let dumped = match t.exact_values() {
+                        (Some(values), _) => Dumped::Numbers(values.to_vec()),
+                        (None, n) => Dumped::Summary(n),
+                    };
+                    (name(k), dumped)
+                })),
+                Kind::Set => out.extend(shard.sets.iter().map(|(k, members)| {
+                    let mut m: Vec<String> = members
+                        .iter()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .collect();
+                    m.sort();
+                    (name(k), Dumped::Strings(m))
+                })),
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Deletes the keys of `kind` that `matches`; returns their names.
+    pub fn delete(&self, kind: Kind, matches: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut deleted = Vec::new();
+        for mut shard in self.shards() {
+            let mut take = |k: &Key| {
+                let text = String::from_utf8_lossy(k);
+                if matches(&text) {
+                    deleted.push(text.into_owned());
+                    false
+                } else {
+                    true
+                }
+            };
+            match kind {
+                Kind::Counter => shard.counters.retain(|k, _| take(k)),
+                Kind::Gauge => shard.gauges.retain(|k, _| take(k)),
+                Kind::Timer => shard.timers.retain(|k, _| take(k)),
+                Kind::Set => shard.sets.retain(|k, _| take(k)),
+            }
+        }
+        deleted.sort();
+        deleted
+    }
+
+    fn shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
         (0..self.shards.len()).map(|i| self.lock(i))
     }
 }

@@ -64,6 +64,15 @@ impl TimerState {
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
+
+    /// This interval's values when still exact (for the admin dump), else
+    /// `None` (histogram mode); and how many values there are.
+    pub fn exact_values(&self) -> (Option<&[f64]>, u64) {
+        match self.histogram {
+            None => (Some(&self.exact), self.n),
+            Some(_) => (None, self.n),
+        }
+    }
 }
 
 fn new_histogram() -> Histogram<u64> {

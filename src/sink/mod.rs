@@ -93,6 +93,35 @@ pub struct SinkHandle {
     pub dropped: Arc<AtomicU64>,
 }
 
+/// Watches a sink's queue from elsewhere (admin, self-metrics).
+#[derive(Clone)]
+pub struct SinkMonitor {
+    pub name: String,
+    sender: mpsc::WeakSender<Arc<PointBatch>>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl SinkMonitor {
+    /// Flushes waiting in the queue (0 once the sink is closed).
+    pub fn depth(&self) -> usize {
+        self.sender
+            .upgrade()
+            .map(|s| s.max_capacity() - s.capacity())
+            .unwrap_or(0)
+    }
+
+    /// The name as a metric path component.
+    pub fn label(&self) -> String {
+        self.name
+            .split_whitespace()
+            .next()
+            .unwrap_or("sink")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    }
+}
+
 /// Flushes queued per sink before new ones are dropped.
 const QUEUE_BATCHES: usize = 64;
 
@@ -107,6 +136,16 @@ impl SinkHandle {
             sender,
             task,
             dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A view of the queue that does not keep it open: (name, flushes
+    /// waiting, flushes dropped so far).
+    pub fn monitor(&self) -> SinkMonitor {
+        SinkMonitor {
+            name: self.name.clone(),
+            sender: self.sender.downgrade(),
+            dropped: self.dropped.clone(),
         }
     }
 

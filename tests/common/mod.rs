@@ -153,6 +153,7 @@ pub struct Sluice {
     pub child: Child,
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    pub admin: Option<SocketAddr>,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -165,19 +166,15 @@ impl Sluice {
     /// and waits until it logs its bound addresses.
     pub fn start(extra: &[&str]) -> Sluice {
         let mut cmd = Command::new(binary());
-        cmd.args([
-            "--udp",
-            "127.0.0.1:0",
-            "--tcp",
-            "127.0.0.1:0",
-            "--admin",
-            "",
-        ])
-        .args(extra)
-        .env("RUST_LOG", "sluice=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        cmd.args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"]);
+        if !extra.contains(&"--admin") {
+            cmd.args(["--admin", ""]);
+        }
+        cmd.args(extra)
+            .env("RUST_LOG", "sluice=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn sluice");
         let stderr = child.stderr.take().expect("stderr");
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -192,9 +189,10 @@ impl Sluice {
                 }
             }
         });
-        let (mut udp, mut tcp) = (None, None);
+        let (mut udp, mut tcp, mut admin) = (None, None, None);
+        let want_admin = extra.contains(&"--admin");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while udp.is_none() || tcp.is_none() {
+        while udp.is_none() || tcp.is_none() || (want_admin && admin.is_none()) {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .unwrap_or_else(|_| panic!("sluice did not report its addresses"));
@@ -208,6 +206,8 @@ impl Sluice {
                     udp = addr;
                 } else if line.contains("protocol=\"tcp\"") {
                     tcp = addr;
+                } else if line.contains("protocol=\"admin\"") {
+                    admin = addr;
                 }
             }
         }
@@ -215,6 +215,7 @@ impl Sluice {
             child,
             udp: udp.unwrap_or_else(|| unreachable!()),
             tcp: tcp.unwrap_or_else(|| unreachable!()),
+            admin,
             log,
         }
     }

@@ -1,0 +1,184 @@
+//! The admin interface of the running binary over a real TCP connection:
+//! Etsy's commands and reply shapes, pipelined commands, deletes with
+//! patterns while traffic flows.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{send_udp, Sluice};
+
+/// Sends `text` and reads until the reply holds `until` (or the peer closes).
+fn ask(stream: &mut TcpStream, text: &str, until: &str) -> String {
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 65536];
+    while !String::from_utf8_lossy(&reply).contains(until) {
+        assert!(
+            Instant::now() < deadline,
+            "no {until:?} in {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s
+}
+
+fn start() -> Sluice {
+    Sluice::start(&[
+        "--no-whisper",
+        "--flush-interval",
+        "1h",
+        "--admin",
+        "127.0.0.1:0",
+    ])
+}
+
+#[test]
+fn etsy_commands_and_shapes() {
+    let sluice = start();
+    let mut admin = connect(sluice.admin.unwrap());
+    assert_eq!(
+        ask(&mut admin, "help\n", "\n\n"),
+        "Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, delgauges, delsets, health, config, quit\n\n"
+    );
+    assert_eq!(ask(&mut admin, "health\n", "\n"), "health: up\n");
+    assert_eq!(ask(&mut admin, "health down\n", "\n"), "health: down\n");
+    assert_eq!(ask(&mut admin, "health UP\n", "\n"), "health: up\n");
+    assert_eq!(ask(&mut admin, "bogus\n", "\n"), "ERROR\n");
+
+    send_udp(
+        sluice.udp,
+        &[b"hits:1|c\nlat:100|ms\nlat:200|ms\ntemp:55|g\nusers:alice|s\nusers:bob|s\nbad:x|c"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let counters = ask(&mut admin, "counters\n", "END\n\n");
+    assert!(counters.contains("hits: 1"), "{counters}");
+    assert!(
+        counters.contains("'statsd.bad_lines_seen': 0"),
+        "{counters}"
+    );
+    assert!(counters.ends_with("}\nEND\n\n"), "{counters}");
+    assert_eq!(
+        ask(&mut admin, "timers\n", "END\n\n"),
+        "{ lat: [ 100, 200 ] }\nEND\n\n"
+    );
+    assert_eq!(
+        ask(&mut admin, "gauges\n", "END\n\n"),
+        "{ temp: 55 }\nEND\n\n"
+    );
+    assert_eq!(
+        ask(&mut admin, "sets\n", "END\n\n"),
+        "{ users: [ 'alice', 'bob' ] }\nEND\n\n"
+    );
+    let stats = ask(&mut admin, "stats\n", "END\n\n");
+    for line in [
+        "uptime: ",
+        "messages.last_msg_seen: ",
+        "messages.bad_lines_seen: 1\n",
+        "graphite.last_flush: ",
+        "graphite.flush_length: ",
+        "sluice.series.counters: 4\n",
+        "sluice.series.sets: 1\n",
+    ] {
+        assert!(stats.contains(line), "{line:?} not in {stats}");
+    }
+    let config = ask(&mut admin, "config\n", "whisper > writers");
+    assert!(
+        config.starts_with('\n') && config.contains("stats > flush_interval: \"3600s\""),
+        "{config}"
+    );
+
+    // Pipelined: several commands in one write, answered in order.
+    let both = ask(
+        &mut admin,
+        "health\ngauges\ndelgauges temp nothere\n",
+        "nothere not found\nEND\n\n",
+    );
+    assert_eq!(
+        both,
+        "health: up\n{ temp: 55 }\nEND\n\ndeleted: temp\nmetric nothere not found\nEND\n\n"
+    );
+    assert_eq!(
+        ask(&mut admin, "delsets users\n", "END\n\n"),
+        "deleted: users\nEND\n\n"
+    );
+    assert_eq!(ask(&mut admin, "sets\n", "END\n\n"), "{}\nEND\n\n");
+
+    // quit closes the connection.
+    admin.write_all(b"quit\n").unwrap();
+    let mut rest = Vec::new();
+    admin
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(admin.read_to_end(&mut rest).unwrap(), 0);
+    assert!(sluice.terminate().success());
+}
+
+#[test]
+fn deletes_with_patterns_while_traffic_flows() {
+    let sluice = start();
+    let udp = sluice.udp;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // Traffic on keys outside the pattern, bounded in time.
+    let sender = std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut sent = 0u64;
+        while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let _ = socket.send_to(b"keep.me:1|c\nkeep.you:1|c", udp);
+            sent += 1;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        sent
+    });
+    let names: String = (0..200).map(|i| format!("app.web{i}.hits:1|c\n")).collect();
+    send_udp(udp, &[names.as_bytes()]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut admin = connect(sluice.admin.unwrap());
+    let reply = ask(
+        &mut admin,
+        "delcounters app.web1* app.*.nothing\n",
+        "END\n\n",
+    );
+    // app.web1, app.web10-19, app.web100-199: 111 keys.
+    assert_eq!(reply.matches("deleted: app.web1").count(), 111, "{reply}");
+    assert!(reply.contains("metric app.*.nothing not found\n"));
+    let counters = ask(&mut admin, "counters\n", "END\n\n");
+    assert!(!counters.contains("app.web1"), "{counters}");
+    assert!(counters.contains("'app.web2.hits': 1"));
+    assert!(counters.contains("'keep.me'"));
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    assert!(sent > 0);
+    std::thread::sleep(Duration::from_millis(300));
+    // The flowing keys were never touched by the deletes.
+    let counters = ask(&mut admin, "counters\n", "END\n\n");
+    let keep = counters
+        .split("'keep.me': ")
+        .nth(1)
+        .and_then(|r| r.split([',', '\n', ' ']).next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(keep, Some(sent), "{counters}");
+    assert!(sluice.terminate().success());
+}
