@@ -224,6 +224,7 @@ pub async fn run(
             extra_stats: Box::new(own_stats(
                 aggregator.clone(),
                 graphite.clone(),
+                selfstats.clone(),
                 monitors.clone(),
             )),
         });
@@ -238,13 +239,14 @@ pub async fn run(
     // Flush thread: the arithmetic runs off the async runtime.
     let sinks = Arc::new(sinks);
     let (stop_flush, flush_stopping) = mpsc::channel::<()>();
-    let flusher = Flusher::new(
+    let mut flusher = Flusher::new(
         aggregator.clone(),
         config.stats.clone(),
         config.naming.clone(),
         selfstats.clone(),
         graphite.clone(),
     );
+    flusher.set_agent_gauges(Box::new(agent_gauges(aggregator.clone(), monitors.clone())));
     let flush_sinks = sinks.clone();
     let interval = config.stats.flush_interval;
     let flush_thread = std::thread::Builder::new()
@@ -288,6 +290,41 @@ pub async fn run(
 fn own_stats(
     aggregator: Arc<Aggregator>,
     graphite: Arc<GraphiteStats>,
+    selfstats: Arc<SelfStats>,
+    sinks: Vec<SinkMonitor>,
+) -> impl Fn() -> Vec<(String, f64)> + Send + Sync {
+    let gauges = agent_gauges(aggregator, sinks);
+    move || {
+        let mut out = gauges();
+        let total =
+            |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        out.push((
+            "sluice.kernel_dropped_datagrams".into(),
+            total(&selfstats.kernel_dropped_total),
+        ));
+        out.push((
+            "sluice.lines_too_long".into(),
+            total(&selfstats.lines_too_long),
+        ));
+        out.push((
+            "sluice.tcp_connections_refused".into(),
+            total(&selfstats.tcp_connections_refused),
+        ));
+        if let Ok(destinations) = graphite.destinations.lock() {
+            for (label, stats) in destinations.iter() {
+                for (stat, value) in stats.snapshot() {
+                    out.push((format!("sluice.destinations.{label}.{stat}"), value));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Gauges sluice reports on every flush: live series per type and each
+/// sink's queue depth and dropped flushes.
+fn agent_gauges(
+    aggregator: Arc<Aggregator>,
     sinks: Vec<SinkMonitor>,
 ) -> impl Fn() -> Vec<(String, f64)> + Send + Sync {
     move || {
@@ -295,6 +332,11 @@ fn own_stats(
         let [c, t, g, s] = aggregator.series();
         for (kind, n) in [("counters", c), ("timers", t), ("gauges", g), ("sets", s)] {
             out.push((format!("sluice.series.{kind}"), n as f64));
+        }
+        // Host-wide (this network namespace), totals since boot.
+        if let Some((in_errors, rcvbuf_errors)) = crate::selfstats::host_udp_errors() {
+            out.push(("sluice.host_udp_in_errors".into(), in_errors as f64));
+            out.push(("sluice.host_udp_rcvbuf_errors".into(), rcvbuf_errors as f64));
         }
         for sink in &sinks {
             let label = sink.label();
@@ -306,13 +348,6 @@ fn own_stats(
                 format!("sluice.sinks.{label}.dropped_flushes"),
                 sink.dropped.load(std::sync::atomic::Ordering::Relaxed) as f64,
             ));
-        }
-        if let Ok(destinations) = graphite.destinations.lock() {
-            for (label, stats) in destinations.iter() {
-                for (stat, value) in stats.snapshot() {
-                    out.push((format!("sluice.destinations.{label}.{stat}"), value));
-                }
-            }
         }
         out
     }

@@ -29,6 +29,13 @@ pub struct SelfStats {
     /// Whisper store: points written and files created (not emitted).
     pub whisper_points_written: AtomicU64,
     pub whisper_files_created: AtomicU64,
+    /// Datagrams the kernel dropped on our sockets (SO_RXQ_OVFL): the
+    /// interval's part and the total since start.
+    pub kernel_dropped: AtomicU64,
+    pub kernel_dropped_total: AtomicU64,
+    /// Packets and lines since start (for /metrics).
+    pub packets_total: AtomicU64,
+    pub lines_total: AtomicU64,
     /// Unix seconds of the last packet (for the admin interface).
     pub last_msg_seen: AtomicI64,
 }
@@ -43,7 +50,15 @@ pub struct BatchTally {
 }
 
 impl SelfStats {
+    pub fn add_kernel_drops(&self, n: u64) {
+        self.kernel_dropped.fetch_add(n, Ordering::Relaxed);
+        self.kernel_dropped_total.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn add(&self, tally: &BatchTally) {
+        self.packets_total
+            .fetch_add(tally.packets, Ordering::Relaxed);
+        self.lines_total.fetch_add(tally.lines, Ordering::Relaxed);
         if tally.packets > 0 {
             self.packets_received
                 .fetch_add(tally.packets, Ordering::Relaxed);
@@ -84,10 +99,11 @@ impl SelfStats {
 
     /// sluice's own counters, taken for a flush. They become series only
     /// once non-zero, so a clean stream has Etsy's exact set of names.
-    pub fn take_extra_counters(&self) -> [(&'static str, u64); 7] {
+    pub fn take_extra_counters(&self) -> [(&'static str, u64); 8] {
         let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
         [
             ("events_dropped", take(&self.events_dropped)),
+            ("kernel_dropped_datagrams", take(&self.kernel_dropped)),
             ("lines_too_long", take(&self.lines_too_long)),
             (
                 "tcp_connections_refused",
@@ -165,4 +181,34 @@ pub fn unix_now_f64() -> f64 {
 /// Now in whole seconds, rounded as Etsy rounds it.
 pub fn unix_now_rounded() -> i64 {
     unix_now_f64().round() as i64
+}
+
+/// The host's UDP error counters from /proc/net/snmp: (InErrors,
+/// RcvbufErrors), for every UDP socket in this network namespace.
+pub fn host_udp_errors() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    parse_snmp_udp(&text)
+}
+
+fn parse_snmp_udp(text: &str) -> Option<(u64, u64)> {
+    let mut rows = text.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = rows.next()?.split_whitespace().collect();
+    let values: Vec<&str> = rows.next()?.split_whitespace().collect();
+    let get = |field: &str| -> Option<u64> {
+        let at = names.iter().position(|n| *n == field)?;
+        values.get(at)?.parse().ok()
+    };
+    Some((get("InErrors")?, get("RcvbufErrors")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_proc_net_snmp() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\nUdp: 100 2 7 90 5 0 0 0 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
+        assert_eq!(parse_snmp_udp(text), Some((7, 5)));
+        assert!(host_udp_errors().is_some(), "this host has /proc/net/snmp");
+    }
 }

@@ -144,8 +144,10 @@ fn comparable(flush: &Flush) -> BTreeMap<String, String> {
     flush
         .lines
         .iter()
-        // sluice's per-destination delivery stats (a documented addition).
-        .filter(|(name, _, _)| !name.contains("graphiteStats.destinations."))
+        // sluice's own delivery and health gauges (documented additions).
+        .filter(|(name, _, _)| {
+            !name.contains("graphiteStats.destinations.") && !name.contains(".sluice.")
+        })
         .map(|(name, value, _)| {
             let value = if TIMING.iter().any(|t| name.contains(t)) {
                 "*".to_string()

@@ -36,6 +36,9 @@ pub struct Flusher {
     selfstats: Arc<SelfStats>,
     graphite: Arc<GraphiteStats>,
     previous_ts: Option<i64>,
+    /// sluice's own gauges (series, sink queues...), written as
+    /// `<prefix>.<name>` lines after the aggregates, outside numStats.
+    agent_gauges: Option<Box<dyn Fn() -> Vec<(String, f64)> + Send>>,
 }
 
 impl Flusher {
@@ -59,9 +62,15 @@ impl Flusher {
             selfstats,
             graphite,
             previous_ts: None,
+            agent_gauges: None,
         };
         flusher.reconfigure(stats);
         flusher
+    }
+
+    /// Adds gauges the agent reports about itself on every flush.
+    pub fn set_agent_gauges(&mut self, gauges: Box<dyn Fn() -> Vec<(String, f64)> + Send>) {
+        self.agent_gauges = Some(gauges);
     }
 
     /// Takes new statistics settings; they apply from the next flush on.
@@ -178,6 +187,11 @@ impl Flusher {
                 g.flush_length.load(Ordering::Relaxed) as f64,
             ),
         ];
+        if let Some(gauges) = &self.agent_gauges {
+            for (name, value) in gauges() {
+                n.own(&mut batch, OwnStat::Agent(&name), value);
+            }
+        }
         // Before Etsy's four graphiteStats lines, which end a flush.
         if let Ok(destinations) = g.destinations.lock() {
             for (label, stats) in destinations.iter() {
@@ -307,6 +321,8 @@ enum OwnStat<'a> {
     CalculationTime,
     ProcessingTime,
     Graphite(&'static str),
+    /// One of sluice's own gauges, by name.
+    Agent(&'a str),
     /// A carbon destination's delivery stat: (label, stat).
     Destination(&'a str, &'static str),
 }
@@ -452,6 +468,13 @@ impl Namer {
                     o.push('.');
                 }
                 o.push_str(&format!("{ps}.graphiteStats.{name}{sfx}"));
+            }
+            OwnStat::Agent(name) => {
+                for segment in &self.global {
+                    o.push_str(segment);
+                    o.push('.');
+                }
+                o.push_str(&format!("{ps}.{name}{sfx}"));
             }
             OwnStat::Destination(label, name) => {
                 for segment in &self.global {

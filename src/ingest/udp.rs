@@ -16,12 +16,16 @@ use super::{IngestContext, PacketParser};
 const DATAGRAM_MAX: usize = 65536;
 /// Datagrams per recvmmsg call.
 const BATCH: usize = 32;
+/// u64 words of control buffer per message (CMSG_SPACE(4) is 24 bytes).
+const CONTROL_WORDS: usize = 4;
 /// How often a blocked receiver looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
 /// Receive buffers and the kernel structures pointing into them.
 struct MmsgBuffers {
     data: Vec<u8>,
+    /// One control buffer per message, for the SO_RXQ_OVFL drop counter.
+    control: Vec<u64>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
 }
@@ -34,6 +38,7 @@ impl MmsgBuffers {
     fn new() -> Box<MmsgBuffers> {
         let mut b = Box::new(MmsgBuffers {
             data: vec![0u8; DATAGRAM_MAX * BATCH],
+            control: vec![0u64; CONTROL_WORDS * BATCH],
             iovecs: Vec::with_capacity(BATCH),
             headers: Vec::with_capacity(BATCH),
         });
@@ -46,11 +51,15 @@ impl MmsgBuffers {
             });
         }
         let iov = b.iovecs.as_mut_ptr();
+        let control = b.control.as_mut_ptr();
         for i in 0..BATCH {
             // mmsghdr is plain data; all-zero is a valid empty header.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
             h.msg_hdr.msg_iov = unsafe { iov.add(i) };
             h.msg_hdr.msg_iovlen = 1;
+            // In bounds: i * CONTROL_WORDS < control.len().
+            h.msg_hdr.msg_control = unsafe { control.add(i * CONTROL_WORDS) }.cast();
+            h.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
             b.headers.push(h);
         }
         b
@@ -60,6 +69,7 @@ impl MmsgBuffers {
     fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         for h in &mut self.headers {
             h.msg_len = 0;
+            h.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
         }
         // SAFETY: headers[i] points at iovecs[i], which points at a distinct
         // DATAGRAM_MAX-byte slice of `data`; all three live as long as self
@@ -80,6 +90,27 @@ impl MmsgBuffers {
         Ok(n as usize)
     }
 
+    /// The socket's cumulative kernel drop count carried by message `i`
+    /// (SO_RXQ_OVFL), if the kernel attached one.
+    fn drops(&self, i: usize) -> Option<u32> {
+        let h = &self.headers[i].msg_hdr;
+        // SAFETY: msg_control points at this message's control buffer and
+        // the kernel set msg_controllen to the bytes it wrote there; the
+        // CMSG_* macros only walk within those bytes.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(h);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL
+                {
+                    let data = libc::CMSG_DATA(cmsg).cast::<u32>();
+                    return Some(data.read_unaligned());
+                }
+                cmsg = libc::CMSG_NXTHDR(h, cmsg);
+            }
+        }
+        None
+    }
+
     fn datagram(&self, i: usize) -> &[u8] {
         let len = (self.headers[i].msg_len as usize).min(DATAGRAM_MAX);
         &self.data[i * DATAGRAM_MAX..i * DATAGRAM_MAX + len]
@@ -93,8 +124,10 @@ pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, stop: Arc<Atomic
         tracing::error!(error = %e, "cannot set the UDP read timeout; receiver stops");
         return;
     }
+    enable_drop_counter(&socket);
     let mut buffers = MmsgBuffers::new();
     let mut parser = PacketParser::default();
+    let mut drops_seen = 0u32;
     loop {
         let draining = stop.load(Ordering::Acquire);
         let flags = if draining {
@@ -108,6 +141,14 @@ pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, stop: Arc<Atomic
                     parser.packet(&ctx, buffers.datagram(i));
                 }
                 parser.commit(&ctx);
+                if let Some(drops) = (0..n).filter_map(|i| buffers.drops(i)).max() {
+                    // The kernel's count only grows (it wraps at 2^32).
+                    let new = drops.wrapping_sub(drops_seen);
+                    if new > 0 && new < u32::MAX / 2 {
+                        ctx.selfstats.add_kernel_drops(u64::from(new));
+                        drops_seen = drops;
+                    }
+                }
             }
             Err(e) if is_timeout(&e) => {
                 if draining {
@@ -123,6 +164,24 @@ pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, stop: Arc<Atomic
                 std::thread::sleep(POLL);
             }
         }
+    }
+}
+
+/// Asks the kernel to attach the socket's drop count to each datagram.
+fn enable_drop_counter(socket: &UdpSocket) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads one c_int from `on`, which outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "SO_RXQ_OVFL unavailable: kernel drops per socket are not reported");
     }
 }
 
