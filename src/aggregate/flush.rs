@@ -18,6 +18,9 @@ use crate::protocol::statsd::{sanitize_key, Sample, SampleKind};
 use crate::selfstats::{GraphiteStats, SelfStats};
 use crate::sink::PointBatch;
 
+/// A source of (name, value) gauges about the agent itself.
+pub type AgentGauges = Box<dyn Fn() -> Vec<(String, f64)> + Send>;
+
 /// What one flush took out of the shards.
 #[derive(Default)]
 struct Snapshot {
@@ -38,7 +41,7 @@ pub struct Flusher {
     previous_ts: Option<i64>,
     /// sluice's own gauges (series, sink queues...), written as
     /// `<prefix>.<name>` lines after the aggregates, outside numStats.
-    agent_gauges: Option<Box<dyn Fn() -> Vec<(String, f64)> + Send>>,
+    agent_gauges: Option<AgentGauges>,
 }
 
 impl Flusher {
@@ -69,7 +72,7 @@ impl Flusher {
     }
 
     /// Adds gauges the agent reports about itself on every flush.
-    pub fn set_agent_gauges(&mut self, gauges: Box<dyn Fn() -> Vec<(String, f64)> + Send>) {
+    pub fn set_agent_gauges(&mut self, gauges: AgentGauges) {
         self.agent_gauges = Some(gauges);
     }
 
