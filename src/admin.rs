@@ -31,7 +31,7 @@ pub struct AdminContext {
     /// `key: value` lines of the effective configuration.
     pub config_lines: Vec<String>,
     pub started: Instant,
-    pub healthy: AtomicBool,
+    pub healthy: Arc<AtomicBool>,
     /// Extra `name: value` lines for `stats` (sluice's own health figures).
     pub extra_stats: Box<dyn Fn() -> Vec<(String, f64)> + Send + Sync>,
 }

@@ -20,6 +20,7 @@ use crate::admin::{self, AdminContext};
 use crate::aggregate::flush::Flusher;
 use crate::aggregate::Aggregator;
 use crate::config::Config;
+use crate::http::{self, HttpContext};
 use crate::ingest::tcp::TcpLimits;
 use crate::ingest::{tcp, udp, IngestContext};
 use crate::selfstats::{unix_now_f64, unix_now_rounded, GraphiteStats, SelfStats};
@@ -35,6 +36,7 @@ pub struct BoundSockets {
     pub udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
     pub tcp: Vec<(SocketAddr, std::net::TcpListener)>,
     pub admin: Option<(SocketAddr, std::net::TcpListener)>,
+    pub http: Option<(SocketAddr, std::net::TcpListener)>,
 }
 
 impl BoundSockets {
@@ -73,7 +75,21 @@ impl BoundSockets {
                 Some((listener.local_addr()?, listener))
             }
         };
-        Ok(BoundSockets { udp, tcp, admin })
+        let http = match config.http {
+            None => None,
+            Some(addr) => {
+                let listener = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot bind the HTTP endpoint on {addr}"))?;
+                listener.set_nonblocking(true)?;
+                Some((listener.local_addr()?, listener))
+            }
+        };
+        Ok(BoundSockets {
+            udp,
+            tcp,
+            admin,
+            http,
+        })
     }
 }
 
@@ -211,6 +227,7 @@ pub async fn run(
     }
 
     let monitors: Vec<SinkMonitor> = sinks.iter().map(SinkHandle::monitor).collect();
+    let healthy = Arc::new(AtomicBool::new(true));
     let mut admin_task = None;
     if let Some((addr, listener)) = sockets.admin {
         tracing::info!(protocol = "admin", %addr, "listening");
@@ -220,7 +237,7 @@ pub async fn run(
             graphite: graphite.clone(),
             config_lines: config_lines(&config),
             started: Instant::now(),
-            healthy: AtomicBool::new(true),
+            healthy: healthy.clone(),
             extra_stats: Box::new(own_stats(
                 aggregator.clone(),
                 graphite.clone(),
@@ -230,6 +247,25 @@ pub async fn run(
         });
         let listener = tokio::net::TcpListener::from_std(listener)?;
         admin_task = Some(tokio::spawn(admin::serve(
+            listener,
+            ctx,
+            tcp_stopping.clone(),
+        )));
+    }
+
+    let mut http_task = None;
+    if let Some((addr, listener)) = sockets.http {
+        tracing::info!(protocol = "http", %addr, "listening");
+        let ctx = Arc::new(HttpContext {
+            aggregator: aggregator.clone(),
+            selfstats: selfstats.clone(),
+            graphite: graphite.clone(),
+            sinks: monitors.clone(),
+            healthy: healthy.clone(),
+            started: Instant::now(),
+        });
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        http_task = Some(tokio::spawn(http::serve(
             listener,
             ctx,
             tcp_stopping.clone(),
@@ -267,7 +303,7 @@ pub async fn run(
     for t in tcp_tasks {
         let _ = t.await;
     }
-    if let Some(t) = admin_task {
+    for t in [admin_task, http_task].into_iter().flatten() {
         let _ = t.await;
     }
     tracing::info!("final flush");

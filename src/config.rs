@@ -60,6 +60,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub admin: RawAdmin,
     #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
     pub shutdown: RawShutdown,
     #[serde(default)]
     pub log: RawLog,
@@ -153,6 +155,12 @@ pub struct RawAdmin {
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct RawShutdown {
     pub timeout: Option<String>,
 }
@@ -192,6 +200,8 @@ pub struct Config {
     pub whisper: WhisperConfig,
     pub console: bool,
     pub admin: Option<SocketAddr>,
+    /// HTTP /health and /metrics; off unless set.
+    pub http: Option<SocketAddr>,
     #[serde(with = "duration_text")]
     pub shutdown_timeout: Duration,
     pub log_level: String,
@@ -572,6 +582,10 @@ impl Config {
             Some("") => None,
             other => Some(address("admin.address", other.unwrap_or(DEFAULT_ADMIN))?),
         };
+        let http = match raw.http.address.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(address("http.address", text)?),
+        };
         let shutdown_timeout = duration(
             "shutdown.timeout",
             raw.shutdown.timeout.as_deref(),
@@ -596,6 +610,7 @@ impl Config {
             whisper,
             console: raw.console.enabled.unwrap_or(false),
             admin,
+            http,
             shutdown_timeout,
             log_level,
         })

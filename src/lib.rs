@@ -4,6 +4,7 @@ pub mod admin;
 pub mod agent;
 pub mod aggregate;
 pub mod config;
+pub mod http;
 pub mod ingest;
 pub mod protocol;
 pub mod selfstats;

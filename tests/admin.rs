@@ -182,3 +182,55 @@ fn deletes_with_patterns_while_traffic_flows() {
     assert_eq!(keep, Some(sent), "{counters}");
     assert!(sluice.terminate().success());
 }
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn http_health_and_prometheus_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_file(
+        dir.path(),
+        "sluice.toml",
+        "[http]\naddress = \"127.0.0.1:0\"\n",
+    );
+    let sluice = Sluice::start(&[
+        "--no-whisper",
+        "--flush-interval",
+        "1h",
+        "--admin",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let http = sluice.logged_addr("http").expect("http address in the log");
+    send_udp(sluice.udp, &[b"a:1|c\nb:2|g\nbad\n", b"c:3|ms"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let health = http_get(http, "/health");
+    assert!(
+        health.starts_with("HTTP/1.1 200 OK\r\n") && health.ends_with("\r\n\r\nup\n"),
+        "{health}"
+    );
+    let metrics = http_get(http, "/metrics");
+    for line in [
+        "# TYPE sluice_packets_received_total counter\nsluice_packets_received_total 2\n",
+        "sluice_lines_received_total 4\n",
+        "sluice_bad_lines_total 1\n",
+        "sluice_series{type=\"gauge\"} 1\n",
+        "sluice_kernel_dropped_datagrams_total 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} not in {metrics}");
+    }
+    // The admin health switch drives /health.
+    let mut admin = connect(sluice.admin.unwrap());
+    assert_eq!(ask(&mut admin, "health down\n", "\n"), "health: down\n");
+    assert!(http_get(http, "/health").starts_with("HTTP/1.1 503"));
+    assert!(http_get(http, "/nope").starts_with("HTTP/1.1 404"));
+    assert!(sluice.terminate().success());
+}

@@ -240,6 +240,30 @@ impl Sluice {
         }
     }
 
+    /// The address logged as `listening protocol="<protocol>"`, if any.
+    pub fn logged_addr(&self, protocol: &str) -> Option<SocketAddr> {
+        let needle = format!("protocol=\"{protocol}\"");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self
+                .log_text()
+                .lines()
+                .find(|l| l.contains("listening") && l.contains(&needle))
+                .and_then(|l| {
+                    l.split("addr=")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                });
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
