@@ -130,14 +130,35 @@ fn set_receive_buffer(socket: &Socket, wanted: usize) {
     }
 }
 
+/// What can change a running agent: new configurations (SIGHUP) and the
+/// log level.
+pub struct Reloads {
+    pub configs: tokio::sync::mpsc::UnboundedReceiver<Config>,
+    /// Sets the log level ("info", "debug"...).
+    pub set_log_level: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Reloads {
+    /// No reloads (tests, embedding).
+    pub fn none() -> Reloads {
+        let (_tx, configs) = tokio::sync::mpsc::unbounded_channel();
+        Reloads {
+            configs,
+            set_log_level: Box::new(|_| {}),
+        }
+    }
+}
+
 /// Runs the agent until `shutdown` completes, then shuts down in order.
 /// `extra_sinks` are added to the sinks the config asks for (tests pass a
-/// spy sink here).
+/// spy sink here). Configurations arriving on `reloads` are applied live
+/// where they can be.
 pub async fn run(
     config: Config,
     sockets: BoundSockets,
     extra_sinks: Vec<SinkHandle>,
     shutdown: impl Future<Output = ()>,
+    mut reloads: Reloads,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Handle::current();
     let startup = unix_now_rounded();
@@ -151,46 +172,7 @@ pub async fn run(
     });
 
     let mut sinks = extra_sinks;
-    if !config.carbon.destinations.is_empty() {
-        let forwarder = CarbonForwarder::new(
-            config.carbon.clone(),
-            config.shutdown_timeout,
-            graphite.clone(),
-        );
-        sinks.push(SinkHandle::spawn(forwarder, &runtime));
-    }
-    if config.console {
-        sinks.push(SinkHandle::spawn(ConsoleSink, &runtime));
-    }
-    if config.whisper.enabled {
-        let w = &config.whisper;
-        let schemas = Schemas::load(w.schemas.as_deref(), w.aggregation.as_deref())?;
-        // Several flushes in one whisper slot overwrite each other (the last
-        // wins), and a flush longer than a slot leaves gaps.
-        let finest = schemas.spec_for("stats_counts.example").archives[0].0;
-        if Duration::from_secs(u64::from(finest)) != config.stats.flush_interval {
-            tracing::warn!(
-                flush_interval = ?config.stats.flush_interval,
-                finest_retention_secs = finest,
-                "the flush interval differs from the finest whisper precision for stats.*; \
-                 counts in whisper will be overwritten or gappy"
-            );
-        }
-        prepare_root(&w.dir).with_context(|| {
-            format!(
-                "whisper.dir {} is not a writable directory",
-                w.dir.display()
-            )
-        })?;
-        let settings = StoreSettings {
-            root: w.dir.clone(),
-            writers: w.writers,
-            queue_flushes: w.queue_flushes,
-            max_open_files: open_file_budget(w.max_open_files),
-        };
-        let sink = WhisperSink::new(settings, schemas, selfstats.clone());
-        sinks.push(SinkHandle::spawn(sink, &runtime));
-    }
+    sinks.extend(build_sinks(&config, &graphite, &selfstats, &runtime)?);
     for sink in &sinks {
         tracing::info!(sink = %sink.name, "sink started");
     }
@@ -226,7 +208,9 @@ pub async fn run(
         )));
     }
 
-    let monitors: Vec<SinkMonitor> = sinks.iter().map(SinkHandle::monitor).collect();
+    let monitors: SharedMonitors = Arc::new(std::sync::Mutex::new(
+        sinks.iter().map(SinkHandle::monitor).collect(),
+    ));
     let healthy = Arc::new(AtomicBool::new(true));
     let mut admin_task = None;
     if let Some((addr, listener)) = sockets.admin {
@@ -273,8 +257,7 @@ pub async fn run(
     }
 
     // Flush thread: the arithmetic runs off the async runtime.
-    let sinks = Arc::new(sinks);
-    let (stop_flush, flush_stopping) = mpsc::channel::<()>();
+    let (control, flush_control) = mpsc::channel::<FlushControl>();
     let mut flusher = Flusher::new(
         aggregator.clone(),
         config.stats.clone(),
@@ -283,14 +266,25 @@ pub async fn run(
         graphite.clone(),
     );
     flusher.set_agent_gauges(Box::new(agent_gauges(aggregator.clone(), monitors.clone())));
-    let flush_sinks = sinks.clone();
     let interval = config.stats.flush_interval;
+    let grace = config.shutdown_timeout + Duration::from_secs(1);
+    let closer = runtime.clone();
     let flush_thread = std::thread::Builder::new()
         .name("flush".into())
-        .spawn(move || flush_loop(flusher, interval, &flush_sinks, flush_stopping))?;
+        .spawn(move || flush_loop(flusher, interval, sinks, flush_control, closer, grace))?;
     tracing::info!(?interval, "agent running");
 
-    shutdown.await;
+    let mut running = config;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(new) = reloads.configs.recv() => {
+                reload(&mut running, new, &reloads, &graphite, &selfstats, &runtime, &monitors, &control);
+            }
+        }
+    }
+    let config = running;
     tracing::info!("shutting down: draining sockets");
     stop_udp.store(true, std::sync::atomic::Ordering::Release);
     let _ = stop_tcp.send(true);
@@ -307,12 +301,11 @@ pub async fn run(
         let _ = t.await;
     }
     tracing::info!("final flush");
-    let _ = stop_flush.send(());
-    tokio::task::spawn_blocking(move || flush_thread.join())
+    let _ = control.send(FlushControl::Stop);
+    let sinks = tokio::task::spawn_blocking(move || flush_thread.join())
         .await?
-        .ok();
+        .unwrap_or_default();
 
-    let sinks = Arc::try_unwrap(sinks).unwrap_or_default();
     let grace = config.shutdown_timeout + Duration::from_secs(1);
     for sink in sinks {
         sink.close(grace).await;
@@ -321,13 +314,176 @@ pub async fn run(
     Ok(())
 }
 
+/// Sinks watched by the admin interface and the self-metrics; replaced on
+/// reload.
+type SharedMonitors = Arc<std::sync::Mutex<Vec<SinkMonitor>>>;
+
+/// The sinks `config` asks for: the whisper store, carbon, the console.
+fn build_sinks(
+    config: &Config,
+    graphite: &Arc<GraphiteStats>,
+    selfstats: &Arc<SelfStats>,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<Vec<SinkHandle>> {
+    let mut sinks = Vec::new();
+    if config.whisper.enabled {
+        let w = &config.whisper;
+        let schemas = Schemas::load(w.schemas.as_deref(), w.aggregation.as_deref())?;
+        // Several flushes in one whisper slot overwrite each other (the last
+        // wins), and a flush longer than a slot leaves gaps.
+        let finest = schemas.spec_for("stats_counts.example").archives[0].0;
+        if Duration::from_secs(u64::from(finest)) != config.stats.flush_interval {
+            tracing::warn!(
+                flush_interval = ?config.stats.flush_interval,
+                finest_retention_secs = finest,
+                "the flush interval differs from the finest whisper precision for stats.*; \
+                 counts in whisper will be overwritten or gappy"
+            );
+        }
+        prepare_root(&w.dir).with_context(|| {
+            format!(
+                "whisper.dir {} is not a writable directory",
+                w.dir.display()
+            )
+        })?;
+        let settings = StoreSettings {
+            root: w.dir.clone(),
+            writers: w.writers,
+            queue_flushes: w.queue_flushes,
+            max_open_files: open_file_budget(w.max_open_files),
+        };
+        let sink = WhisperSink::new(settings, schemas, selfstats.clone());
+        sinks.push(SinkHandle::spawn(sink, runtime));
+    }
+    if !config.carbon.destinations.is_empty() {
+        let forwarder = CarbonForwarder::new(
+            config.carbon.clone(),
+            config.shutdown_timeout,
+            graphite.clone(),
+        );
+        sinks.push(SinkHandle::spawn(forwarder, runtime));
+    }
+    if config.console {
+        sinks.push(SinkHandle::spawn(ConsoleSink, runtime));
+    }
+    Ok(sinks)
+}
+
+/// Applies a new configuration: statistics, naming, flush interval, sinks
+/// and log level live; what needs new sockets is reported as needing a
+/// restart and left as it was.
+#[allow(clippy::too_many_arguments)]
+fn reload(
+    running: &mut Config,
+    mut new: Config,
+    reloads: &Reloads,
+    graphite: &Arc<GraphiteStats>,
+    selfstats: &Arc<SelfStats>,
+    runtime: &tokio::runtime::Handle,
+    monitors: &SharedMonitors,
+    control: &mpsc::Sender<FlushControl>,
+) {
+    let json = |v: &dyn erased::Json| v.json();
+    let mut restart = Vec::new();
+    if json(&running.listen.udp) != json(&new.listen.udp) {
+        restart.push("listen.udp");
+    }
+    if json(&running.listen.tcp) != json(&new.listen.tcp) {
+        restart.push("listen.tcp");
+    }
+    if running.listen.udp_receivers != new.listen.udp_receivers {
+        restart.push("listen.udp_receivers");
+    }
+    if running.listen.udp_receive_buffer != new.listen.udp_receive_buffer {
+        restart.push("listen.udp_receive_buffer");
+    }
+    if running.listen.tcp_max_line_length != new.listen.tcp_max_line_length {
+        restart.push("listen.tcp_max_line_length");
+    }
+    if running.listen.tcp_max_connections != new.listen.tcp_max_connections {
+        restart.push("listen.tcp_max_connections");
+    }
+    if running.listen.shards != new.listen.shards {
+        restart.push("listen.shards");
+    }
+    if running.admin != new.admin {
+        restart.push("admin.address");
+    }
+    if running.http != new.http {
+        restart.push("http.address");
+    }
+    if running.stats.key_name_sanitize != new.stats.key_name_sanitize {
+        restart.push("flush.key_name_sanitize");
+        new.stats.key_name_sanitize = running.stats.key_name_sanitize;
+    }
+    for key in &restart {
+        tracing::warn!(
+            key,
+            "changed in the reloaded config, but takes effect only after a restart"
+        );
+    }
+    // Keep what cannot change, so the next reload compares with reality.
+    new.listen = running.listen.clone();
+    new.admin = running.admin;
+    new.http = running.http;
+
+    if new.log_level != running.log_level {
+        (reloads.set_log_level)(&new.log_level);
+    }
+    let sinks_changed = json(&running.whisper) != json(&new.whisper)
+        || json(&running.carbon) != json(&new.carbon)
+        || running.console != new.console
+        || running.shutdown_timeout != new.shutdown_timeout;
+    let sinks = if sinks_changed {
+        match build_sinks(&new, graphite, selfstats, runtime) {
+            Ok(sinks) => {
+                if let Ok(mut m) = monitors.lock() {
+                    *m = sinks.iter().map(SinkHandle::monitor).collect();
+                }
+                for sink in &sinks {
+                    tracing::info!(sink = %sink.name, "sink started (reload)");
+                }
+                Some(sinks)
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "reload: the new sinks cannot start; keeping the running ones");
+                new.whisper = running.whisper.clone();
+                new.carbon = running.carbon.clone();
+                new.console = running.console;
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let _ = control.send(FlushControl::Reload {
+        stats: Box::new(new.stats.clone()),
+        naming: Box::new(new.naming.clone()),
+        sinks,
+    });
+    tracing::info!(interval = ?new.stats.flush_interval, "configuration reloaded");
+    *running = new;
+}
+
+/// Compares config parts through their serialized form.
+mod erased {
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+}
+
 /// sluice's own health figures, for the admin `stats` command: live series
 /// per type, each sink's queue, each carbon destination's delivery.
 fn own_stats(
     aggregator: Arc<Aggregator>,
     graphite: Arc<GraphiteStats>,
     selfstats: Arc<SelfStats>,
-    sinks: Vec<SinkMonitor>,
+    sinks: SharedMonitors,
 ) -> impl Fn() -> Vec<(String, f64)> + Send + Sync {
     let gauges = agent_gauges(aggregator, sinks);
     move || {
@@ -361,7 +517,7 @@ fn own_stats(
 /// sink's queue depth and dropped flushes.
 fn agent_gauges(
     aggregator: Arc<Aggregator>,
-    sinks: Vec<SinkMonitor>,
+    sinks: SharedMonitors,
 ) -> impl Fn() -> Vec<(String, f64)> + Send + Sync {
     move || {
         let mut out = Vec::new();
@@ -374,6 +530,7 @@ fn agent_gauges(
             out.push(("sluice.host_udp_in_errors".into(), in_errors as f64));
             out.push(("sluice.host_udp_rcvbuf_errors".into(), rcvbuf_errors as f64));
         }
+        let sinks = sinks.lock().map(|m| m.clone()).unwrap_or_default();
         for sink in &sinks {
             let label = sink.label();
             out.push((
@@ -423,38 +580,73 @@ fn flush_timestamp(now: f64, previous: Option<i64>, interval: Duration, last: bo
     }
 }
 
-/// Flushes every `interval` on a grid anchored at start, and once more when
-/// told to stop.
+/// Messages to the flush thread.
+enum FlushControl {
+    /// Final flush, then hand the sinks back.
+    Stop,
+    /// New settings from the next flush on; `sinks` replace the current
+    /// ones when given (the old ones finish delivering on their own).
+    Reload {
+        stats: Box<crate::config::StatsConfig>,
+        naming: Box<crate::config::Naming>,
+        sinks: Option<Vec<SinkHandle>>,
+    },
+}
+
+/// Flushes every `interval`, each flush due one interval after the
+/// previous one was due, and once more when told to stop. Returns the sinks
+/// for the shutdown sequence to close.
 fn flush_loop(
     mut flusher: Flusher,
-    interval: Duration,
-    sinks: &[SinkHandle],
-    stop: mpsc::Receiver<()>,
-) {
-    let start = Instant::now();
-    let mut k = 1u32;
+    mut interval: Duration,
+    mut sinks: Vec<SinkHandle>,
+    control: mpsc::Receiver<FlushControl>,
+    runtime: tokio::runtime::Handle,
+    grace: Duration,
+) -> Vec<SinkHandle> {
+    let mut due = Instant::now() + interval;
     let mut previous_ts = None;
     loop {
-        let due = start + interval * k;
         let wait = due.saturating_duration_since(Instant::now());
-        let stopping = match stop.recv_timeout(wait) {
+        let stopping = match control.recv_timeout(wait) {
             Err(mpsc::RecvTimeoutError::Timeout) => false,
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
+            Ok(FlushControl::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
+            Ok(FlushControl::Reload {
+                stats,
+                naming,
+                sinks: new_sinks,
+            }) => {
+                if stats.flush_interval != interval {
+                    // The flush already due keeps its time; the new
+                    // interval counts from there.
+                    interval = stats.flush_interval;
+                }
+                flusher.reload(*stats, *naming);
+                if let Some(new_sinks) = new_sinks {
+                    for old in std::mem::replace(&mut sinks, new_sinks) {
+                        runtime.spawn(old.close(grace));
+                    }
+                }
+                continue;
+            }
         };
         let ts = flush_timestamp(unix_now_f64(), previous_ts, interval, stopping);
         previous_ts = Some(ts);
         let batch = Arc::new(flusher.flush(ts));
         tracing::debug!(points = batch.len(), ts, "flushed");
-        for sink in sinks {
+        for sink in &sinks {
             sink.submit(batch.clone());
         }
         if stopping {
-            return;
+            return sinks;
         }
-        // Skip grid points already missed (a very slow flush) rather than
+        // Skip due times already missed (a very slow flush) rather than
         // flushing back to back.
-        let elapsed = start.elapsed();
-        k = k.max((elapsed.as_nanos() / interval.as_nanos().max(1)) as u32) + 1;
+        let now = Instant::now();
+        due += interval;
+        while due <= now {
+            due += interval;
+        }
     }
 }
 

@@ -20,7 +20,8 @@ pub struct HttpContext {
     pub aggregator: Arc<Aggregator>,
     pub selfstats: Arc<SelfStats>,
     pub graphite: Arc<GraphiteStats>,
-    pub sinks: Vec<SinkMonitor>,
+    /// Replaced on reload.
+    pub sinks: Arc<std::sync::Mutex<Vec<SinkMonitor>>>,
     pub healthy: Arc<AtomicBool>,
     pub started: Instant,
 }
@@ -114,8 +115,8 @@ fn metrics(ctx: &HttpContext) -> String {
         .map(|(k, n)| (format!("{{type=\"{k}\"}}"), *n as f64))
         .collect();
     family("sluice_series", "gauge", "Live series per type.", &series);
-    let depth: Vec<(String, f64)> = ctx
-        .sinks
+    let sinks = ctx.sinks.lock().map(|m| m.clone()).unwrap_or_default();
+    let depth: Vec<(String, f64)> = sinks
         .iter()
         .map(|m| (format!("{{sink=\"{}\"}}", m.label()), m.depth() as f64))
         .collect();
@@ -125,8 +126,7 @@ fn metrics(ctx: &HttpContext) -> String {
         "Flushes waiting in each sink's queue.",
         &depth,
     );
-    let dropped: Vec<(String, f64)> = ctx
-        .sinks
+    let dropped: Vec<(String, f64)> = sinks
         .iter()
         .map(|m| {
             (

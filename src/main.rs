@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use sluice::agent::{self, BoundSockets};
+use sluice::agent::{self, BoundSockets, Reloads};
 use sluice::config::{Config, RawConfig};
 
 #[derive(Parser)]
@@ -156,6 +156,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Whisper(tool)) = cli.command {
         return whisper_tool(tool);
     }
+    let flags = cli.flags.clone();
     let raw = cli.flags.raw_config()?;
     let config = Config::from_raw(&raw)?;
     match cli.command.unwrap_or(Command::Run) {
@@ -164,7 +165,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("# effective configuration (valid)\n{text}");
             Ok(())
         }
-        Command::Run => run(config),
+        Command::Run => run(config, flags),
         Command::Whisper(_) => unreachable!("handled above"),
     }
 }
@@ -196,18 +197,32 @@ fn whisper_tool(tool: WhisperCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sluice={level},{level}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+type LogHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sluice={level},{level}")))
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
-    init_logging(&config.log_level);
+/// Logging to stderr, with a handle to change the level on reload.
+fn init_logging(level: &str) -> LogHandle {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(level));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .init();
+    handle
+}
+
+fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
+    let log = init_logging(&config.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -215,8 +230,45 @@ fn run(config: Config) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let sockets = BoundSockets::bind(&config)?;
-        agent::run(config, sockets, Vec::new(), shutdown_signal()).await
+        let (reload_tx, configs) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(reload_on_sighup(flags, reload_tx));
+        let reloads = Reloads {
+            configs,
+            set_log_level: Box::new(move |level| {
+                if log.reload(log_filter(level)).is_ok() {
+                    tracing::info!(level, "log level changed");
+                }
+            }),
+        };
+        agent::run(config, sockets, Vec::new(), shutdown_signal(), reloads).await
     })
+}
+
+/// On SIGHUP, reads and validates the config file again; a valid one goes
+/// to the agent, an invalid one is logged and the running config stays.
+async fn reload_on_sighup(flags: Flags, configs: tokio::sync::mpsc::UnboundedSender<Config>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the configuration");
+        match flags
+            .raw_config()
+            .and_then(|raw| Ok(Config::from_raw(&raw)?))
+        {
+            Ok(config) => {
+                if configs.send(config).is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "reload refused; the running configuration stays"
+            ),
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -4,6 +4,9 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+/// Etsy's internal counters, created at 0 at start (under prefixStats).
+pub const ETSY_COUNTERS: [&str; 3] = ["bad_lines_seen", "packets_received", "metrics_received"];
+
 /// Counters that become StatsD counters at each flush.
 #[derive(Debug, Default)]
 pub struct SelfStats {

@@ -53,7 +53,7 @@ impl Flusher {
         graphite: Arc<GraphiteStats>,
     ) -> Flusher {
         let names = Namer::new(naming, stats.key_name_sanitize);
-        for (name, _) in selfstats.take_etsy_counters() {
+        for name in crate::selfstats::ETSY_COUNTERS {
             aggregator.ensure_counter(names.internal_key(name).as_bytes());
         }
         let mut flusher = Flusher {
@@ -74,6 +74,17 @@ impl Flusher {
     /// Adds gauges the agent reports about itself on every flush.
     pub fn set_agent_gauges(&mut self, gauges: AgentGauges) {
         self.agent_gauges = Some(gauges);
+    }
+
+    /// Takes new naming and statistics settings (a reload); they apply
+    /// from the next flush on, to the data already aggregated.
+    pub fn reload(&mut self, stats: StatsConfig, naming: Naming) {
+        self.names = Namer::new(naming, stats.key_name_sanitize);
+        for name in crate::selfstats::ETSY_COUNTERS {
+            self.aggregator
+                .ensure_counter(self.names.internal_key(name).as_bytes());
+        }
+        self.reconfigure(stats);
     }
 
     /// Takes new statistics settings; they apply from the next flush on.

@@ -101,6 +101,10 @@ impl Sink for CarbonForwarder {
         for task in tasks {
             let _ = task.await;
         }
+        // A reload may have started a successor: leave its entries alone.
+        if let Ok(mut registry) = self.graphite.destinations.lock() {
+            registry.retain(|(_, s)| !stats.iter().any(|mine| Arc::ptr_eq(mine, s)));
+        }
     }
 }
 
