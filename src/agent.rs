@@ -273,6 +273,7 @@ pub async fn run(
         .name("flush".into())
         .spawn(move || flush_loop(flusher, interval, sinks, flush_control, closer, grace))?;
     tracing::info!(?interval, "agent running");
+    crate::systemd::notify("READY=1");
 
     let mut running = config;
     tokio::pin!(shutdown);
@@ -280,11 +281,13 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(new) = reloads.configs.recv() => {
+                crate::systemd::notify_reloading();
                 reload(&mut running, new, &reloads, &graphite, &selfstats, &runtime, &monitors, &control);
             }
         }
     }
     let config = running;
+    crate::systemd::notify("STOPPING=1");
     tracing::info!("shutting down: draining sockets");
     stop_udp.store(true, std::sync::atomic::Ordering::Release);
     let _ = stop_tcp.send(true);
@@ -462,6 +465,7 @@ fn reload(
         sinks,
     });
     tracing::info!(interval = ?new.stats.flush_interval, "configuration reloaded");
+    crate::systemd::notify("READY=1");
     *running = new;
 }
 

@@ -9,3 +9,4 @@ pub mod ingest;
 pub mod protocol;
 pub mod selfstats;
 pub mod sink;
+pub mod systemd;

@@ -106,7 +106,21 @@ impl Flags {
     /// Reads the file (if any) and lays the flags over it.
     fn raw_config(&self) -> anyhow::Result<RawConfig> {
         let mut raw = match &self.config {
-            Some(path) => RawConfig::from_file(path)?,
+            Some(path) => {
+                let mut raw = RawConfig::from_file(path)?;
+                // carbon's schema files sit beside the config: relative
+                // paths in the file are relative to its directory.
+                let dir = path.parent().unwrap_or(std::path::Path::new(""));
+                for file in [&mut raw.whisper.schemas, &mut raw.whisper.aggregation]
+                    .into_iter()
+                    .flatten()
+                {
+                    if std::path::Path::new(file.as_str()).is_relative() {
+                        *file = dir.join(file.as_str()).to_string_lossy().into_owned();
+                    }
+                }
+                raw
+            }
             None => RawConfig::default(),
         };
         if !self.udp.is_empty() {

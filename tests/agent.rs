@@ -371,3 +371,23 @@ fn check_config_names_the_bad_key() {
     );
     assert!(text.contains("flush_interval = \"2s\""), "{text}");
 }
+
+#[test]
+fn tells_systemd_when_ready_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let sluice = Sluice::start_with_env(
+        &["--no-whisper", "--flush-interval", "1h"],
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(sluice.terminate().success());
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}

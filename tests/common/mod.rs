@@ -165,7 +165,13 @@ impl Sluice {
     /// Starts sluice on 127.0.0.1 port 0 (UDP and TCP) with `extra` flags
     /// and waits until it logs its bound addresses.
     pub fn start(extra: &[&str]) -> Sluice {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// As `start`, with extra environment variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Sluice {
         let mut cmd = Command::new(binary());
+        cmd.envs(env.iter().copied());
         cmd.args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"]);
         if !extra.contains(&"--admin") {
             cmd.args(["--admin", ""]);
