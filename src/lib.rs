@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod loadgen;
 pub mod protocol;
 pub mod selfstats;
 pub mod sink;

@@ -32,6 +32,37 @@ enum Command {
     /// Whisper file tools (like whisper-info, whisper-fetch, whisper-create).
     #[command(subcommand)]
     Whisper(WhisperCommand),
+    /// End-to-end load test: starts each target on loopback, sends StatsD
+    /// counters with sendmmsg, and accounts loss, CPU and memory exactly.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Targets to measure, in order: sluice, etsy, collectd.
+    #[arg(long, value_delimiter = ',', default_value = "sluice,etsy")]
+    targets: Vec<String>,
+    /// Counter lines to send.
+    #[arg(long, default_value_t = 2_000_000)]
+    lines: u64,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// Lines per datagram.
+    #[arg(long, default_value_t = 25)]
+    per_datagram: usize,
+    /// Lines per second (0: flat out).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// The targets' flush interval.
+    #[arg(long, default_value = "1s")]
+    flush: String,
+    /// Etsy's stats.js.
+    #[arg(long, default_value = ".test-deps/node_modules/statsd/stats.js")]
+    etsy: PathBuf,
+    /// A config file for the sluice target (e.g. a bigger receive buffer).
+    #[arg(long)]
+    sluice_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -167,8 +198,10 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::Whisper(tool)) = cli.command {
-        return whisper_tool(tool);
+    match cli.command {
+        Some(Command::Whisper(tool)) => return whisper_tool(tool),
+        Some(Command::Bench(args)) => return bench(args),
+        _ => {}
     }
     let flags = cli.flags.clone();
     let raw = cli.flags.raw_config()?;
@@ -180,8 +213,35 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run => run(config, flags),
-        Command::Whisper(_) => unreachable!("handled above"),
+        Command::Whisper(_) | Command::Bench(_) => unreachable!("handled above"),
     }
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    use sluice::loadgen::{self, Target, Workload};
+    let flush = sluice::config::parse_duration(&args.flush)
+        .ok_or_else(|| anyhow::anyhow!("--flush {:?}: a duration such as 1s", args.flush))?;
+    let workload = Workload {
+        lines: args.lines,
+        keys: args.keys,
+        lines_per_datagram: args.per_datagram.max(1),
+        rate: args.rate,
+        flush,
+        etsy_stats_js: args.etsy,
+        sluice_config: args.sluice_config,
+    };
+    let mut outcomes = Vec::new();
+    for name in &args.targets {
+        let target = Target::parse(name)
+            .ok_or_else(|| anyhow::anyhow!("--targets {name:?}: sluice, etsy or collectd"))?;
+        eprintln!("measuring {} ...", target.name());
+        match loadgen::run(target, &workload) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => eprintln!("{}: {e}", target.name()),
+        }
+    }
+    print!("{}", loadgen::report(&workload, &outcomes));
+    Ok(())
 }
 
 fn whisper_tool(tool: WhisperCommand) -> anyhow::Result<()> {
