@@ -412,7 +412,7 @@ impl Config {
             udp_receive_buffer: in_range(
                 "listen.udp_receive_buffer",
                 l.udp_receive_buffer,
-                8 << 20,
+                64 << 20,
                 4096,
                 1 << 30,
             )?,
