@@ -99,38 +99,21 @@ fn stats(ctx: &AdminContext) -> String {
     let s = &ctx.selfstats;
     let g = &ctx.graphite;
     let mut out = String::new();
-    let _ = writeln!(out, "uptime: {}", ctx.started.elapsed().as_secs());
+    let load_i = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed);
+    let load_u = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as i64;
     // Etsy prints every `last_*` stat as seconds since then.
-    let _ = writeln!(
-        out,
-        "messages.last_msg_seen: {}",
-        now - s.last_msg_seen.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "messages.bad_lines_seen: {}",
-        s.bad_lines_total.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "graphite.last_flush: {}",
-        now - g.last_flush.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "graphite.last_exception: {}",
-        now - g.last_exception.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "graphite.flush_time: {}",
-        g.flush_time_ms.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "graphite.flush_length: {}",
-        g.flush_length.load(Ordering::Relaxed)
-    );
+    let lines = [
+        ("uptime", ctx.started.elapsed().as_secs() as i64),
+        ("messages.last_msg_seen", now - load_i(&s.last_msg_seen)),
+        ("messages.bad_lines_seen", load_u(&s.bad_lines_total)),
+        ("graphite.last_flush", now - load_i(&g.last_flush)),
+        ("graphite.last_exception", now - load_i(&g.last_exception)),
+        ("graphite.flush_time", load_u(&g.flush_time_ms)),
+        ("graphite.flush_length", load_u(&g.flush_length)),
+    ];
+    for (name, value) in lines {
+        let _ = writeln!(out, "{name}: {value}");
+    }
     for (name, value) in (ctx.extra_stats)() {
         let _ = writeln!(out, "{name}: {}", js_number_string(value));
     }

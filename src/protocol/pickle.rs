@@ -212,44 +212,17 @@ pub fn decode(data: &[u8]) -> Result<Value, PickleError> {
                 let n = usize::try_from(n).map_err(|_| PickleError::Truncated)?;
                 stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
             }
-            b'p' => {
-                let id = parse_int(r.line()?)? as u64;
+            b'p' | b'q' | b'r' | 0x94 => {
+                let id = match op {
+                    b'p' => parse_int(r.line()?)? as u64,
+                    b'q' => u64::from(r.byte()?),
+                    b'r' => u64::from(u32::from_le_bytes(r.array()?)),
+                    _ => memo.len() as u64, // MEMOIZE: the next free index
+                };
+                let top = stack.last().cloned();
                 memo.insert(
                     id,
-                    stack
-                        .last()
-                        .cloned()
-                        .ok_or(PickleError::Malformed("PUT on empty stack"))?,
-                );
-            }
-            b'q' => {
-                let id = u64::from(r.byte()?);
-                memo.insert(
-                    id,
-                    stack
-                        .last()
-                        .cloned()
-                        .ok_or(PickleError::Malformed("PUT on empty stack"))?,
-                );
-            }
-            b'r' => {
-                let id = u64::from(u32::from_le_bytes(r.array()?));
-                memo.insert(
-                    id,
-                    stack
-                        .last()
-                        .cloned()
-                        .ok_or(PickleError::Malformed("PUT on empty stack"))?,
-                );
-            }
-            0x94 => {
-                let id = memo.len() as u64;
-                memo.insert(
-                    id,
-                    stack
-                        .last()
-                        .cloned()
-                        .ok_or(PickleError::Malformed("MEMOIZE on empty stack"))?,
+                    top.ok_or(PickleError::Malformed("memo PUT on an empty stack"))?,
                 );
             }
             b'g' | b'h' | b'j' => {
