@@ -305,7 +305,11 @@ fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
     runtime.block_on(async {
         let sockets = BoundSockets::bind(&config)?;
         let (reload_tx, configs) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(reload_on_sighup(flags, reload_tx));
+        // Installed before READY=1: SIGHUP's default action would kill us.
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        tokio::spawn(reload_on_sighup(flags, hup, reload_tx));
+        let shutdown = shutdown_signal()?;
         let reloads = Reloads {
             configs,
             set_log_level: Box::new(move |level| {
@@ -314,18 +318,17 @@ fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
                 }
             }),
         };
-        agent::run(config, sockets, Vec::new(), shutdown_signal(), reloads).await
+        agent::run(config, sockets, Vec::new(), shutdown, reloads).await
     })
 }
 
 /// On SIGHUP, reads and validates the config file again; a valid one goes
 /// to the agent, an invalid one is logged and the running config stays.
-async fn reload_on_sighup(flags: Flags, configs: tokio::sync::mpsc::UnboundedSender<Config>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
-        return;
-    };
+async fn reload_on_sighup(
+    flags: Flags,
+    mut hup: tokio::signal::unix::Signal,
+    configs: tokio::sync::mpsc::UnboundedSender<Config>,
+) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP received: reloading the configuration");
         match flags
@@ -346,17 +349,17 @@ async fn reload_on_sighup(flags: Flags, configs: tokio::sync::mpsc::UnboundedSen
 }
 
 /// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now (before READY=1 goes out, so
+/// an early signal is never fatal) and returns the future that completes on
+/// either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }

@@ -372,6 +372,8 @@ fn check_config_names_the_bad_key() {
     assert!(text.contains("flush_interval = \"2s\""), "{text}");
 }
 
+// Regression: the signal handlers used to be installed only after READY=1,
+// so a SIGTERM right after READY killed the process with a failure status.
 #[test]
 fn tells_systemd_when_ready_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
