@@ -315,14 +315,6 @@ impl ShardBatch {
         &mut self.arena
     }
 
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
     /// Queues one sample whose key is `arena[key.0..key.1]`.
     pub fn push(&mut self, shard: usize, key: (u32, u32), sample: &Sample<'_>) {
         let member = if sample.kind == SampleKind::Set {

@@ -79,10 +79,6 @@ impl PacketParser {
         }
         self.tally = BatchTally::default();
     }
-
-    pub fn pending(&self) -> usize {
-        self.batch.len()
-    }
 }
 
 /// Logs bad lines at debug level, at most once a second per receiver, with
