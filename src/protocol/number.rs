@@ -9,6 +9,10 @@
 /// Parses `s` the way JavaScript's `Number(s)` does; `None` where JavaScript
 /// gives `NaN`.
 pub fn parse_js_number(s: &[u8]) -> Option<f64> {
+    // Fast path: a short run of digits (most StatsD values), exact in f64.
+    if !s.is_empty() && s.len() <= 15 && s.iter().all(u8::is_ascii_digit) {
+        return Some(s.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64);
+    }
     let s = trim_js_space(s);
     if s.is_empty() {
         return Some(0.0);

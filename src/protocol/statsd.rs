@@ -8,7 +8,7 @@
 //! key (tags folded in as `;k=v`) into a caller-owned buffer, so a known key
 //! costs no allocation. Nothing here panics on any input.
 
-use memchr::{memchr, memmem};
+use memchr::memchr;
 
 use super::number::{is_js_space, parse_js_number, parse_unsigned_decimal, trim_js_space};
 
@@ -88,6 +88,32 @@ pub fn lines(packet: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Position of the first `|#` (a memchr for `#`, rarer than `|`; building
+/// a substring searcher per line would cost more than the line).
+fn find_tag_marker(line: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr(b'#', &line[from..]) {
+        let at = from + i;
+        if at > 0 && line[at - 1] == b'|' {
+            return Some(at - 1);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Bytes that sanitising keeps unchanged (`[A-Za-z0-9_.;=-]`).
+static KEEP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b';' | b'=' | b'-');
+        b += 1;
+    }
+    t
+};
+
 /// Classifies one line (from [`lines`]: non-empty, no `\n`).
 pub fn parse_line(line: &[u8]) -> Line<'_> {
     if line.starts_with(b"_e{") {
@@ -96,7 +122,7 @@ pub fn parse_line(line: &[u8]) -> Line<'_> {
     if line.starts_with(b"_sc|") {
         return Line::ServiceCheck;
     }
-    let (body, tags, trailer) = match memmem::find(line, b"|#") {
+    let (body, tags, trailer) = match find_tag_marker(line) {
         Some(at) => {
             let after = &line[at + 2..];
             let tag_end = memchr(b'|', after).unwrap_or(after.len());
@@ -121,6 +147,13 @@ impl<'a> MetricLine<'a> {
     /// tag (first `;` of a tag to `_`, first `:` to `=`), sanitised as Etsy
     /// does when `sanitize` is on.
     pub fn write_key(&self, out: &mut Vec<u8>, sanitize: bool) {
+        // The common case: no tags and nothing to sanitise.
+        if self.tags.is_empty() && (!sanitize || self.raw_key.iter().all(|&b| KEEP[b as usize])) {
+            if sanitize || self.raw_key.is_ascii() {
+                out.extend_from_slice(self.raw_key);
+                return;
+            }
+        }
         let mut sink = KeySink {
             out,
             sanitize,
