@@ -148,11 +148,14 @@ impl<'a> MetricLine<'a> {
     /// does when `sanitize` is on.
     pub fn write_key(&self, out: &mut Vec<u8>, sanitize: bool) {
         // The common case: no tags and nothing to sanitise.
-        if self.tags.is_empty() && (!sanitize || self.raw_key.iter().all(|&b| KEEP[b as usize])) {
-            if sanitize || self.raw_key.is_ascii() {
-                out.extend_from_slice(self.raw_key);
-                return;
-            }
+        let plain = if sanitize {
+            self.raw_key.iter().all(|&b| KEEP[b as usize])
+        } else {
+            self.raw_key.is_ascii()
+        };
+        if self.tags.is_empty() && plain {
+            out.extend_from_slice(self.raw_key);
+            return;
         }
         let mut sink = KeySink {
             out,
