@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{write_file, CarbonCapture, Sluice};
+use common::start_captured;
 
 fn rcvbuf_errors() -> u64 {
     sluice::selfstats::host_udp_errors()
@@ -19,24 +19,11 @@ fn rcvbuf_errors() -> u64 {
 #[test]
 fn overflowing_the_receive_buffer_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_file(
+    let (sluice, mut capture) = start_captured(
         dir.path(),
-        "sluice.toml",
         "[listen]\nudp_receivers = 1\nudp_receive_buffer = 4096\n",
+        &["--admin", "127.0.0.1:0"],
     );
-    let mut capture = CarbonCapture::start();
-    let carbon = capture.addr.to_string();
-    let sluice = Sluice::start(&[
-        "--no-whisper",
-        "--flush-interval",
-        "1s",
-        "--carbon",
-        &carbon,
-        "--config",
-        config.to_str().unwrap(),
-        "--admin",
-        "127.0.0.1:0",
-    ]);
     capture.next_flush(Duration::from_secs(10));
     let before = rcvbuf_errors();
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{write_file, CarbonCapture, Flush, Sluice};
+use common::{start_captured, write_file, Flush, Sluice};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -24,22 +24,8 @@ fn counted(flush: &Flush, name: &str) -> f64 {
 #[test]
 fn new_percentiles_apply_at_the_next_flush_and_no_count_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let mut capture = CarbonCapture::start();
-    let carbon = capture.addr.to_string();
-    let config = write_file(
-        dir.path(),
-        "sluice.toml",
-        "[flush]\npercent_thresholds = [90]\n",
-    );
-    let sluice = Sluice::start(&[
-        "--no-whisper",
-        "--flush-interval",
-        "1s",
-        "--carbon",
-        &carbon,
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let (sluice, mut capture) =
+        start_captured(dir.path(), "[flush]\npercent_thresholds = [90]\n", &[]);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut sent = 0u64;
     let mut total = 0.0;
@@ -108,22 +94,8 @@ fn new_percentiles_apply_at_the_next_flush_and_no_count_is_lost() {
 #[test]
 fn a_broken_file_keeps_the_running_config() {
     let dir = tempfile::tempdir().unwrap();
-    let mut capture = CarbonCapture::start();
-    let carbon = capture.addr.to_string();
-    let config = write_file(
-        dir.path(),
-        "sluice.toml",
-        "[flush]\npercent_thresholds = [75]\n",
-    );
-    let sluice = Sluice::start(&[
-        "--no-whisper",
-        "--flush-interval",
-        "1s",
-        "--carbon",
-        &carbon,
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let (sluice, mut capture) =
+        start_captured(dir.path(), "[flush]\npercent_thresholds = [75]\n", &[]);
     write_file(
         dir.path(),
         "sluice.toml",

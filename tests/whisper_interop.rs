@@ -71,6 +71,25 @@ fn sluice_tool(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
+/// A config file with the whisper store in `store`, every metric kept at
+/// `retentions` (1 s first, so each flush has its own slot), plus `extra`.
+fn store_config(dir: &Path, store: &Path, retentions: &str, extra: &str) -> PathBuf {
+    let schemas = write_file(
+        dir,
+        "schemas.conf",
+        &format!("[all]\npattern = .*\nretentions = {retentions}\n"),
+    );
+    write_file(
+        dir,
+        "sluice.toml",
+        &format!(
+            "[whisper]\ndir = {:?}\nschemas = {:?}\n{extra}",
+            store.to_str().unwrap(),
+            schemas.to_str().unwrap()
+        ),
+    )
+}
+
 const SUM_RECENT: &str = r#"
 import json, sys, time, whisper
 out = {}
@@ -89,19 +108,11 @@ print(json.dumps(out))
 fn python_whisper_reads_what_the_agent_flushed() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("whisper");
-    let schemas = write_file(
+    let config = store_config(
         dir.path(),
-        "schemas.conf",
-        "[all]\npattern = .*\nretentions = 1s:1h,1m:1d\n",
-    );
-    let config = write_file(
-        dir.path(),
-        "sluice.toml",
-        &format!(
-            "[whisper]\ndir = {:?}\nschemas = {:?}\n[flush]\npercent_thresholds = [90]\n",
-            store.to_str().unwrap(),
-            schemas.to_str().unwrap()
-        ),
+        &store,
+        "1s:1h,1m:1d",
+        "[flush]\npercent_thresholds = [90]\n",
     );
     let sluice = Sluice::start(&[
         "--config",
@@ -273,20 +284,7 @@ fn a_bad_file_is_counted_and_the_others_go_on() {
     std::fs::create_dir_all(store.join("stats_counts/blocked.wsp")).unwrap();
     let mut capture = common::CarbonCapture::start();
     let carbon = capture.addr.to_string();
-    let schemas = write_file(
-        dir.path(),
-        "schemas.conf",
-        "[all]\npattern = .*\nretentions = 1s:1h\n",
-    );
-    let config = write_file(
-        dir.path(),
-        "sluice.toml",
-        &format!(
-            "[whisper]\ndir = {:?}\nschemas = {:?}\n",
-            store.to_str().unwrap(),
-            schemas.to_str().unwrap()
-        ),
-    );
+    let config = store_config(dir.path(), &store, "1s:1h", "");
     let sluice = Sluice::start(&[
         "--config",
         config.to_str().unwrap(),

@@ -282,6 +282,26 @@ impl Drop for Sluice {
     }
 }
 
+/// sluice without the whisper store, flushing every second to a fresh
+/// capturing carbon listener, with `config` (TOML) written to `dir` as its
+/// config file and `extra` flags.
+pub fn start_captured(dir: &Path, config: &str, extra: &[&str]) -> (Sluice, CarbonCapture) {
+    let capture = CarbonCapture::start();
+    let carbon = capture.addr.to_string();
+    let path = write_file(dir, "sluice.toml", config);
+    let mut args = vec![
+        "--no-whisper",
+        "--flush-interval",
+        "1s",
+        "--carbon",
+        &carbon,
+    ];
+    let path_text = path.to_str().expect("utf-8 path").to_string();
+    args.extend(["--config", path_text.as_str()]);
+    args.extend_from_slice(extra);
+    (Sluice::start(&args), capture)
+}
+
 /// Sends each datagram to `to` from a fresh loopback socket.
 pub fn send_udp(to: SocketAddr, datagrams: &[&[u8]]) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind client");
