@@ -696,21 +696,24 @@ impl WhisperFile {
 pub fn python_set_order(values: &[i64]) -> Vec<i64> {
     const LINEAR_PROBES: usize = 9;
     const PERTURB_SHIFT: u32 = 5;
-    fn insert_clean(table: &mut [Option<i64>], value: i64) {
+    /// CPython's probe sequence: `Ok(())` if `value` is present, else the
+    /// empty slot where it goes (there are no deletions, so lookup and
+    /// insertion stop at the same slot).
+    fn probe(table: &[Option<i64>], value: i64) -> std::result::Result<(), usize> {
         let mask = table.len() - 1;
         let mut perturb = value as u64;
         let mut i = (value as u64 as usize) & mask;
         loop {
-            if table[i].is_none() {
-                table[i] = Some(value);
-                return;
-            }
-            if i + LINEAR_PROBES <= mask {
-                for j in 1..=LINEAR_PROBES {
-                    if table[i + j].is_none() {
-                        table[i + j] = Some(value);
-                        return;
-                    }
+            let probes = if i + LINEAR_PROBES <= mask {
+                LINEAR_PROBES
+            } else {
+                0
+            };
+            for j in 0..=probes {
+                match table[i + j] {
+                    None => return Err(i + j),
+                    Some(existing) if existing == value => return Ok(()),
+                    Some(_) => {}
                 }
             }
             perturb >>= PERTURB_SHIFT;
@@ -724,41 +727,14 @@ pub fn python_set_order(values: &[i64]) -> Vec<i64> {
     let mut table: Vec<Option<i64>> = vec![None; 8];
     let mut used = 0usize;
     for &v in values {
-        let mask = table.len() - 1;
-        let mut perturb = v as u64;
-        let mut i = (v as u64 as usize) & mask;
-        let mut found = false;
-        'probe: loop {
-            let probes = if i + LINEAR_PROBES <= mask {
-                LINEAR_PROBES
-            } else {
-                0
-            };
-            for j in 0..=probes {
-                match table[i + j] {
-                    None => break 'probe,
-                    Some(existing) if existing == v => {
-                        found = true;
-                        break 'probe;
-                    }
-                    Some(_) => {}
-                }
-            }
-            perturb >>= PERTURB_SHIFT;
-            i = (i
-                .wrapping_mul(5)
-                .wrapping_add(1)
-                .wrapping_add(perturb as usize))
-                & mask;
-        }
-        if found {
+        let Err(slot) = probe(&table, v) else {
             continue;
-        }
-        insert_clean(&mut table, v);
+        };
+        table[slot] = Some(v);
         used += 1;
         // fill*5 >= mask*3 triggers a resize to the next power of two
-        // above used*4 (used*2 past 50000).
-        if used * 5 >= mask * 3 {
+        // above used*4 (used*2 past 50000), reinserting in table order.
+        if used * 5 >= (table.len() - 1) * 3 {
             let min_used = if used > 50_000 { used * 2 } else { used * 4 };
             let mut size = 8;
             while size <= min_used {
@@ -766,7 +742,9 @@ pub fn python_set_order(values: &[i64]) -> Vec<i64> {
             }
             let old = std::mem::replace(&mut table, vec![None; size]);
             for v in old.into_iter().flatten() {
-                insert_clean(&mut table, v);
+                if let Err(slot) = probe(&table, v) {
+                    table[slot] = Some(v);
+                }
             }
         }
     }

@@ -116,6 +116,14 @@ struct Section {
 }
 
 impl Section {
+    /// An error about this section of `file`.
+    fn error(&self, file: &str, message: String) -> SchemaError {
+        SchemaError {
+            file: file.into(),
+            message: format!("section [{}]: {message}", self.name),
+        }
+    }
+
     fn get(&self, key: &str) -> Option<&str> {
         self.entries
             .iter()
@@ -170,19 +178,14 @@ fn parse_ini(text: &str, file: &str) -> Result<Vec<Section>, SchemaError> {
 }
 
 fn pattern_of(section: &Section, file: &str) -> Result<Regex, SchemaError> {
-    let pattern = section.get("pattern").ok_or_else(|| SchemaError {
-        file: file.into(),
-        message: format!(
-            "section [{}] (line {}) has no pattern",
-            section.name, section.line
-        ),
-    })?;
-    Regex::new(pattern).map_err(|e| SchemaError {
-        file: file.into(),
-        message: format!(
-            "section [{}]: pattern {pattern:?} is not a valid regular expression: {e}",
-            section.name
-        ),
+    let pattern = section
+        .get("pattern")
+        .ok_or_else(|| section.error(file, format!("no pattern (line {})", section.line)))?;
+    Regex::new(pattern).map_err(|e| {
+        section.error(
+            file,
+            format!("pattern {pattern:?} is not a valid regular expression: {e}"),
+        )
     })
 }
 
@@ -190,10 +193,7 @@ pub fn parse_schemas(text: &str, file: &str) -> Result<Vec<Schema>, SchemaError>
     let mut out = Vec::new();
     for section in parse_ini(text, file)? {
         let pattern = pattern_of(&section, file)?;
-        let bad = |message: String| SchemaError {
-            file: file.into(),
-            message: format!("section [{}]: {message}", section.name),
-        };
+        let bad = |message: String| section.error(file, message);
         let retentions = section
             .get("retentions")
             .ok_or_else(|| bad("no retentions".into()))?;
@@ -211,10 +211,7 @@ pub fn parse_aggregation(text: &str, file: &str) -> Result<Vec<AggregationRule>,
     let mut out = Vec::new();
     for section in parse_ini(text, file)? {
         let pattern = pattern_of(&section, file)?;
-        let bad = |message: String| SchemaError {
-            file: file.into(),
-            message: format!("section [{}]: {message}", section.name),
-        };
+        let bad = |message: String| section.error(file, message);
         let x_files_factor = match section.get("xfilesfactor") {
             None => None,
             Some(v) => match v.parse::<f64>() {
