@@ -33,7 +33,7 @@ enum Command {
     #[command(subcommand)]
     Whisper(WhisperCommand),
     /// End-to-end load test: starts each target on loopback, sends StatsD
-    /// counters with sendmmsg, and accounts loss, CPU and memory exactly.
+    /// with sendmmsg, and accounts loss, aggregates, CPU and memory exactly.
     Bench(BenchArgs),
 }
 
@@ -42,10 +42,16 @@ struct BenchArgs {
     /// Targets to measure, in order: sluice, etsy, collectd.
     #[arg(long, value_delimiter = ',', default_value = "sluice,etsy")]
     targets: Vec<String>,
-    /// Counter lines to send.
+    /// Lines to send.
     #[arg(long, default_value_t = 2_000_000)]
     lines: u64,
-    /// Distinct keys.
+    /// Percent of counters,timers,gauges,sets (e.g. 70,15,10,5).
+    #[arg(long, default_value = "100,0,0,0")]
+    mix: String,
+    /// Sample rates counters and timers cycle through (e.g. 1,0.5,0.1).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    sample_rates: Vec<f64>,
+    /// Distinct keys (shared out between the types by the mix).
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
     /// Lines per datagram.
@@ -218,11 +224,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    use sluice::loadgen::{self, Target, Workload};
+    use sluice::loadgen::{self, Mix, Target, Workload};
     let flush = sluice::config::parse_duration(&args.flush)
         .ok_or_else(|| anyhow::anyhow!("--flush {:?}: a duration such as 1s", args.flush))?;
+    let mix = Mix::parse(&args.mix).map_err(anyhow::Error::msg)?;
+    if let Some(bad) = args
+        .sample_rates
+        .iter()
+        .find(|r| !(**r > 0.0 && **r <= 1.0))
+    {
+        anyhow::bail!("--sample-rates: {bad} is not in (0, 1]");
+    }
     let workload = Workload {
         lines: args.lines,
+        mix,
+        sample_rates: args.sample_rates,
         keys: args.keys,
         lines_per_datagram: args.per_datagram.max(1),
         rate: args.rate,

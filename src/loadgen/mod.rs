@@ -1,0 +1,418 @@
+//! `sluice bench`: an end-to-end load tool, as redis-benchmark is to Redis.
+//!
+//! It runs a carbon line listener of its own ([`listener`]), starts the
+//! target daemon (sluice itself, Etsy's statsd, or collectd's statsd
+//! plugin; [`targets`]) pointed at that listener, sends a deterministic
+//! StatsD workload ([`workload`]) over UDP with sendmmsg, flat out or at a
+//! given rate, then reads what the target flushed. Loss is accounted
+//! exactly: counter totals (value/rate), timer counts and set members
+//! flushed against what was sent; every counter, timer (count, sum,
+//! lower, upper), gauge (last value) and set key is compared with its
+//! expected aggregate. It also reports the kernel's UDP drop counters,
+//! the target's CPU seconds per million lines, its peak RSS, and the
+//! longest flush burst carbon saw. Everything runs on loopback and stops
+//! by itself.
+
+pub mod listener;
+pub mod targets;
+pub mod workload;
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use crate::selfstats::host_udp_errors;
+use listener::Listener;
+use workload::{Expected, Type};
+pub use workload::{Mix, Workload};
+
+/// Which daemon to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Sluice,
+    Etsy,
+    Collectd,
+}
+
+impl Target {
+    pub fn parse(name: &str) -> Option<Target> {
+        match name {
+            "sluice" => Some(Target::Sluice),
+            "etsy" => Some(Target::Etsy),
+            "collectd" => Some(Target::Collectd),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Sluice => "sluice",
+            Target::Etsy => "etsy-statsd",
+            Target::Collectd => "collectd",
+        }
+    }
+}
+
+/// Sends every datagram with sendmmsg on a connected socket; paced when
+/// `rate` (lines/s) is set. Returns the seconds it took.
+fn send_all(socket: &UdpSocket, data: &[Vec<u8>], lines_per_datagram: usize, rate: u64) -> f64 {
+    const BATCH: usize = 64;
+    let started = Instant::now();
+    let mut sent_lines = 0u64;
+    for chunk in data.chunks(BATCH) {
+        let mut iov: Vec<libc::iovec> = chunk
+            .iter()
+            .map(|d| libc::iovec {
+                iov_base: d.as_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            })
+            .collect();
+        let mut headers: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // mmsghdr is plain data; zero is a valid empty header.
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = v;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        let mut offset = 0;
+        while offset < headers.len() {
+            // SAFETY: headers[offset..] point at iovecs that point at the
+            // datagrams in `chunk`, all alive for this call; the socket is
+            // connected, so no address is needed.
+            let n = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    headers[offset..].as_mut_ptr(),
+                    (headers.len() - offset) as libc::c_uint,
+                    0,
+                )
+            };
+            if n <= 0 {
+                // ENOBUFS/EAGAIN under load: try again.
+                std::thread::yield_now();
+                continue;
+            }
+            offset += n as usize;
+        }
+        sent_lines += (chunk.len() * lines_per_datagram) as u64;
+        if rate > 0 {
+            let due = Duration::from_secs_f64(sent_lines as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    started.elapsed().as_secs_f64()
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub target: Target,
+    pub sent_lines: u64,
+    pub send_seconds: f64,
+    /// Lines of the countable types (counters, timers, sets) sent, and how
+    /// many of them the flushed aggregates account for.
+    pub countable_lines: u64,
+    pub absorbed_lines: f64,
+    pub kernel_rcvbuf_errors: u64,
+    /// CPU seconds from the first datagram until the target had flushed
+    /// the last of what it absorbed.
+    pub cpu_seconds: f64,
+    pub peak_rss_kib: u64,
+    pub check: Check,
+    pub longest_flush: Duration,
+}
+
+impl Outcome {
+    pub fn offered_rate(&self) -> f64 {
+        self.sent_lines as f64 / self.send_seconds.max(1e-9)
+    }
+
+    pub fn loss(&self) -> f64 {
+        1.0 - self.absorbed_lines / self.countable_lines.max(1) as f64
+    }
+
+    /// Lines handled per CPU-second, scaled to every line sent (gauges
+    /// included) by the countable share absorbed.
+    pub fn cpu_per_million(&self) -> f64 {
+        let handled = self.sent_lines as f64 * (1.0 - self.loss());
+        self.cpu_seconds / (handled.max(1.0) / 1e6)
+    }
+}
+
+/// The per-key comparison of flushed aggregates with the expected ones.
+#[derive(Debug, Clone, Default)]
+pub struct Check {
+    /// Aggregates compared, and the ones that differ.
+    pub compared: u64,
+    pub wrong: u64,
+    /// The first few differences, for the report.
+    pub examples: Vec<String>,
+    /// False where the target's naming is not known (collectd beyond
+    /// counters): only counters were compared.
+    pub complete: bool,
+}
+
+impl Check {
+    fn compare(&mut self, name: &str, got: Option<f64>, want: f64) {
+        self.compared += 1;
+        let close = got.is_some_and(|g| (g - want).abs() <= 1e-9 * want.abs().max(1.0));
+        if !close {
+            self.wrong += 1;
+            if self.examples.len() < 5 {
+                self.examples
+                    .push(format!("{name}: got {got:?}, want {want}"));
+            }
+        }
+    }
+}
+
+/// Runs the workload against one target and accounts for every line.
+pub fn run(target: Target, w: &Workload) -> std::io::Result<Outcome> {
+    let dir = tempfile::tempdir()?;
+    let listener = Listener::start()?;
+    let port = targets::free_udp_port()?;
+    let mut child = targets::spawn(target, port, listener.addr, w, dir.path())?;
+    let result = measure(target, w, &listener, port, &child);
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// Countable lines the flushed aggregates account for, per the target's
+/// naming: counter totals and timer counts are scaled back to lines.
+fn absorbed(target: Target, listener: &Listener, expected: &Expected) -> f64 {
+    let scaled = |flushed: f64, want: f64, lines: u64| {
+        if want > 0.0 {
+            flushed / want * lines as f64
+        } else {
+            0.0
+        }
+    };
+    let counters_want: f64 = expected.counters.iter().sum();
+    let counters_lines = expected.lines_of(Type::Counter);
+    match target {
+        Target::Sluice | Target::Etsy => {
+            let timers_want: f64 = expected.timers.iter().map(|t| t.count).sum();
+            scaled(
+                listener.sum_matching("stats_counts.bench.c.", ""),
+                counters_want,
+                counters_lines,
+            ) + scaled(
+                listener.sum_matching("stats.timers.bench.t.", ".count"),
+                timers_want,
+                expected.lines_of(Type::Timer),
+            ) + listener.sum_matching("stats.sets.bench.s.", ".count")
+        }
+        // collectd (CounterSum): <host>.statsd.count-bench_c_kN holds each
+        // interval's increment.
+        Target::Collectd => scaled(
+            listener.sum_matching("bench.statsd.count-bench_c_", ""),
+            counters_want,
+            counters_lines,
+        ),
+    }
+}
+
+fn check(target: Target, listener: &Listener, expected: &Expected) -> Check {
+    let mut c = Check {
+        complete: target != Target::Collectd,
+        ..Check::default()
+    };
+    let sum = |name: &str| listener.get(name).map(|r| r.sum);
+    for (k, want) in expected.counters.iter().enumerate() {
+        let name = match target {
+            Target::Collectd => format!("bench.statsd.count-bench_c_k{k}"),
+            _ => format!("stats_counts.bench.c.k{k}"),
+        };
+        c.compare(&name, sum(&name), *want);
+    }
+    if target == Target::Collectd {
+        return c;
+    }
+    for (k, t) in expected.timers.iter().enumerate() {
+        let base = format!("stats.timers.bench.t.k{k}");
+        let stat = |s: &str| listener.get(&format!("{base}.{s}"));
+        c.compare(
+            &format!("{base}.count"),
+            stat("count").map(|r| r.sum),
+            t.count,
+        );
+        c.compare(&format!("{base}.sum"), stat("sum").map(|r| r.sum), t.sum);
+        c.compare(
+            &format!("{base}.lower"),
+            stat("lower").map(|r| r.lowest),
+            t.lower,
+        );
+        c.compare(
+            &format!("{base}.upper"),
+            stat("upper").map(|r| r.highest),
+            t.upper,
+        );
+    }
+    for (k, want) in expected.gauges.iter().enumerate() {
+        if let Some(want) = want {
+            let name = format!("stats.gauges.bench.g.k{k}");
+            c.compare(&name, listener.get(&name).map(|r| r.last), *want);
+        }
+    }
+    for (k, want) in expected.sets.iter().enumerate() {
+        let name = format!("stats.sets.bench.s.k{k}.count");
+        c.compare(&name, sum(&name), *want as f64);
+    }
+    c
+}
+
+fn measure(
+    target: Target,
+    w: &Workload,
+    listener: &Listener,
+    port: u16,
+    child: &std::process::Child,
+) -> std::io::Result<Outcome> {
+    // Ready once a flush arrives; collectd flushes only once it has seen a
+    // metric, so a warm-up key (not counted) is sent meanwhile.
+    let warmup = UdpSocket::bind("127.0.0.1:0")?;
+    let deadline = Instant::now() + Duration::from_secs(30) + w.flush * 3;
+    while listener.lines() == 0 {
+        if Instant::now() > deadline {
+            return Err(std::io::Error::other(format!(
+                "{} never flushed",
+                target.name()
+            )));
+        }
+        let _ = warmup.send_to(b"warmup:1|c", ("127.0.0.1", port));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let generated = workload::generate(w);
+    let expected = &generated.expected;
+    let countable = expected.lines_of(Type::Counter)
+        + if target == Target::Collectd {
+            0
+        } else {
+            expected.lines_of(Type::Timer) + expected.lines_of(Type::Set)
+        };
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.connect(("127.0.0.1", port))?;
+    let kernel_before = host_udp_errors().map(|e| e.1).unwrap_or(0);
+    let (cpu_before, _) = targets::process_usage(child.id());
+    let send_seconds = send_all(&socket, &generated.datagrams, w.lines_per_datagram, w.rate);
+    // Settle: poll until everything is accounted for, or until nothing
+    // new arrived for two intervals. The CPU reading is the one taken when
+    // the last new aggregate arrived, so idle intervals after the work do
+    // not count against (or for) any target.
+    let quiet_for = w.flush * 2 + Duration::from_millis(500);
+    let settle_deadline = Instant::now() + Duration::from_secs(120) + w.flush * 10;
+    let mut last = absorbed(target, listener, expected);
+    let mut last_change = Instant::now();
+    let mut cpu_at_last = targets::process_usage(child.id()).0;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = absorbed(target, listener, expected);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+            cpu_at_last = targets::process_usage(child.id()).0;
+        }
+        let complete = now >= countable as f64 * (1.0 - 1e-12);
+        if complete || last_change.elapsed() > quiet_for || Instant::now() > settle_deadline {
+            break;
+        }
+    }
+    // The rest of the last flush (gauges, sets) may still be on its way.
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, rss) = targets::process_usage(child.id());
+    let kernel_after = host_udp_errors().map(|e| e.1).unwrap_or(0);
+    Ok(Outcome {
+        target,
+        sent_lines: w.lines,
+        send_seconds,
+        countable_lines: countable,
+        absorbed_lines: absorbed(target, listener, expected),
+        kernel_rcvbuf_errors: kernel_after.saturating_sub(kernel_before),
+        cpu_seconds: cpu_at_last - cpu_before,
+        peak_rss_kib: rss,
+        check: check(target, listener, expected),
+        longest_flush: listener.flush_timing().0,
+    })
+}
+
+/// The report table, with ratios against the first target.
+pub fn report(w: &Workload, outcomes: &[Outcome]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let rates: Vec<String> = w.sample_rates.iter().map(|r| r.to_string()).collect();
+    let _ = writeln!(
+        out,
+        "workload: {} lines ({}; sample rates {}) over {} keys, {} lines/datagram, {}, flush {:?}, loopback, one sendmmsg sender",
+        w.lines,
+        w.mix,
+        if rates.is_empty() { "1".to_string() } else { rates.join(", ") },
+        w.keys,
+        w.lines_per_datagram,
+        if w.rate == 0 { "flat out".to_string() } else { format!("{} lines/s", w.rate) },
+        w.flush
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>12} {:>12} {:>9} {:>12} {:>10} {:>9} {:>10} {:>16}",
+        "target",
+        "offered l/s",
+        "absorbed l/s",
+        "loss",
+        "kernel drops",
+        "CPU s/M",
+        "peak RSS",
+        "max flush",
+        "aggregates exact"
+    );
+    for o in outcomes {
+        let exact = if o.check.wrong == 0 {
+            format!("{}/{}", o.check.compared, o.check.compared)
+        } else {
+            format!("{} WRONG", o.check.wrong)
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {:>12.0} {:>12.0} {:>8.3}% {:>12} {:>10.3} {:>6.1} MB {:>7} ms {:>16}{}",
+            o.target.name(),
+            o.offered_rate(),
+            o.offered_rate() * (1.0 - o.loss()),
+            o.loss() * 100.0,
+            o.kernel_rcvbuf_errors,
+            o.cpu_per_million(),
+            o.peak_rss_kib as f64 / 1024.0,
+            o.longest_flush.as_millis(),
+            exact,
+            if o.check.complete {
+                ""
+            } else {
+                " (counters only)"
+            }
+        );
+    }
+    for o in outcomes {
+        for e in &o.check.examples {
+            let _ = writeln!(out, "  {}: {e}", o.target.name());
+        }
+    }
+    if let Some(first) = outcomes.first() {
+        for o in &outcomes[1..] {
+            let _ = writeln!(
+                out,
+                "{} vs {}: {} CPU per million lines is {:.1}x {}'s; loss {:.3}% vs {:.3}%",
+                first.target.name(),
+                o.target.name(),
+                o.target.name(),
+                o.cpu_per_million() / first.cpu_per_million().max(1e-9),
+                first.target.name(),
+                first.loss() * 100.0,
+                o.loss() * 100.0
+            );
+        }
+    }
+    out
+}
