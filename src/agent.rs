@@ -28,6 +28,7 @@ use crate::sink::carbon::CarbonForwarder;
 use crate::sink::console::ConsoleSink;
 use crate::sink::whisper::schema::Schemas;
 use crate::sink::whisper::store::{open_file_budget, prepare_root, StoreSettings, WhisperSink};
+use crate::sink::PointBatch;
 use crate::sink::{SinkHandle, SinkMonitor};
 
 /// Listening sockets, bound before the agent runs.
@@ -610,6 +611,7 @@ fn flush_loop(
 ) -> Vec<SinkHandle> {
     let mut due = Instant::now() + interval;
     let mut previous_ts = None;
+    let mut last_batch: Option<Arc<PointBatch>> = None;
     loop {
         let wait = due.saturating_duration_since(Instant::now());
         let stopping = match control.recv_timeout(wait) {
@@ -636,11 +638,16 @@ fn flush_loop(
         };
         let ts = flush_timestamp(unix_now_f64(), previous_ts, interval, stopping);
         previous_ts = Some(ts);
+        // Reuse the last batch's buffers if every sink is done with it.
+        if let Some(Ok(spent)) = last_batch.take().map(Arc::try_unwrap) {
+            flusher.recycle(spent);
+        }
         let batch = Arc::new(flusher.flush(ts));
         tracing::debug!(points = batch.len(), ts, "flushed");
         for sink in &sinks {
             sink.submit(batch.clone());
         }
+        last_batch = Some(batch);
         if stopping {
             return sinks;
         }

@@ -125,6 +125,7 @@ pub struct RawCarbon {
     pub buffer_points: Option<i64>,
     pub buffer_bytes: Option<i64>,
     pub resend_window: Option<String>,
+    pub resend_bytes: Option<i64>,
     pub connect_timeout: Option<String>,
     pub max_backoff: Option<String>,
 }
@@ -271,6 +272,8 @@ pub struct CarbonConfig {
     /// loses what it had received but not written when it stops).
     #[serde(with = "duration_text")]
     pub resend_window: Duration,
+    /// Bound on what is kept for re-sending (encoded bytes, estimated).
+    pub resend_bytes: usize,
     #[serde(with = "duration_text")]
     pub connect_timeout: Duration,
     #[serde(with = "duration_text")]
@@ -546,6 +549,7 @@ impl Config {
                 c.resend_window.as_deref(),
                 Duration::from_secs(30),
             )?,
+            resend_bytes: in_range("carbon.resend_bytes", c.resend_bytes, 64 << 20, 0, 1 << 40)?,
             connect_timeout: duration(
                 "carbon.connect_timeout",
                 c.connect_timeout.as_deref(),

@@ -146,11 +146,14 @@ pub struct DestinationStats {
     pub reconnects: AtomicU64,
     /// Unix seconds of the last connect or write failure (0: none).
     pub last_failure: AtomicI64,
+    /// The latest flush delivered here: milliseconds from the start of
+    /// that flush to its last byte written to this destination.
+    pub delivery_ms: AtomicU64,
 }
 
 impl DestinationStats {
     /// (stat name, value) for the flush.
-    pub fn snapshot(&self) -> [(&'static str, f64); 6] {
+    pub fn snapshot(&self) -> [(&'static str, f64); 7] {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
         [
             ("sent_points", get(&self.sent_points)),
@@ -162,6 +165,7 @@ impl DestinationStats {
                 "last_failure",
                 self.last_failure.load(Ordering::Relaxed) as f64,
             ),
+            ("delivery_ms", get(&self.delivery_ms)),
         ]
     }
 }

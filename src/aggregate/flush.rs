@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::timer::{derive_stats, StatClass, ThresholdNames, TimerState};
-use super::{Aggregator, Key};
+use super::Aggregator;
 use crate::config::{Naming, StatsConfig};
 use crate::protocol::number::js_number_string;
 use crate::protocol::statsd::{sanitize_key, Sample, SampleKind};
@@ -21,13 +21,40 @@ use crate::sink::PointBatch;
 /// A source of (name, value) gauges about the agent itself.
 pub type AgentGauges = Box<dyn Fn() -> Vec<(String, f64)> + Send>;
 
-/// What one flush took out of the shards.
+/// What one flush took out of the shards. Keys are copied into one arena
+/// (no per-key allocation or reference counting), and the whole snapshot
+/// is reused from flush to flush, so a steady flush allocates nothing new.
 #[derive(Default)]
 struct Snapshot {
-    counters: Vec<(Key, f64)>,
-    timers: Vec<(Key, TimerState)>,
-    gauges: Vec<(Key, f64)>,
-    sets: Vec<(Key, usize)>,
+    keys: Vec<u8>,
+    counters: Vec<(KeyRange, f64)>,
+    timers: Vec<(KeyRange, TimerState)>,
+    gauges: Vec<(KeyRange, f64)>,
+    sets: Vec<(KeyRange, usize)>,
+}
+
+/// A key's bytes in [`Snapshot::keys`].
+#[derive(Clone, Copy)]
+struct KeyRange(u32, u32);
+
+impl Snapshot {
+    fn key(&mut self, key: &[u8]) -> KeyRange {
+        let start = self.keys.len() as u32;
+        self.keys.extend_from_slice(key);
+        KeyRange(start, self.keys.len() as u32)
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.counters.clear();
+        self.timers.clear();
+        self.gauges.clear();
+        self.sets.clear();
+    }
+}
+
+fn key_of(keys: &[u8], r: KeyRange) -> &[u8] {
+    &keys[r.0 as usize..r.1 as usize]
 }
 
 pub struct Flusher {
@@ -42,6 +69,13 @@ pub struct Flusher {
     /// sluice's own gauges (series, sink queues...), written as
     /// `<prefix>.<name>` lines after the aggregates, outside numStats.
     agent_gauges: Option<AgentGauges>,
+    snapshot: Snapshot,
+    /// The last flush's batch once every sink has let go of it: its
+    /// buffers are reused, so a big flush does not fault in fresh pages.
+    spare: Option<PointBatch>,
+    /// Sizes of the last batch, to size a fresh one in one go.
+    last_points: usize,
+    last_name_bytes: usize,
 }
 
 impl Flusher {
@@ -66,6 +100,10 @@ impl Flusher {
             graphite,
             previous_ts: None,
             agent_gauges: None,
+            snapshot: Snapshot::default(),
+            spare: None,
+            last_points: 0,
+            last_name_bytes: 0,
         };
         flusher.reconfigure(stats);
         flusher
@@ -127,29 +165,36 @@ impl Flusher {
         self.stats = stats;
     }
 
+    /// Hands back a batch the sinks are done with, for its buffers.
+    pub fn recycle(&mut self, batch: PointBatch) {
+        self.spare = Some(batch);
+    }
+
     /// Runs one flush stamped `ts` (Unix seconds) and returns its points.
     pub fn flush(&mut self, ts: i64) -> PointBatch {
+        let flush_started = Instant::now();
         self.fold_own_counters(ts);
-        let snapshot = self.take_snapshot();
-        let num_stats = snapshot.counters.len()
-            + snapshot.timers.len()
-            + snapshot.gauges.len()
-            + snapshot.sets.len();
-        let Snapshot {
-            counters,
-            timers,
-            gauges,
-            sets,
-        } = snapshot;
+        let mut snap = std::mem::take(&mut self.snapshot);
+        snap.clear();
+        self.take_snapshot(&mut snap);
+        let num_stats =
+            snap.counters.len() + snap.timers.len() + snap.gauges.len() + snap.sets.len();
         let started = Instant::now();
         let interval_secs = self.stats.flush_interval.as_secs_f64();
-        let mut batch = PointBatch::new(ts);
+        let mut batch = match self.spare.take() {
+            Some(mut spare) => {
+                spare.reset(ts);
+                spare
+            }
+            None => PointBatch::with_capacity(ts, self.last_points, self.last_name_bytes),
+        };
         let n = &self.names;
+        let keys = &snap.keys;
 
         let counters_started = Instant::now();
-        for (key, value) in &counters {
+        for (key, value) in &snap.counters {
             let rate = value / interval_secs;
-            n.counter(&mut batch, key, rate, *value);
+            n.counter(&mut batch, key_of(keys, *key), rate, *value);
         }
         let mut processing = counters_started.elapsed();
 
@@ -158,25 +203,30 @@ impl Flusher {
         let wanted = |class: StatClass| {
             wanted_list.is_empty() || wanted_list.iter().any(|w| w == class.filter_name())
         };
-        for (key, mut timer) in timers {
-            let bins = self.bins_for(&key);
+        for (key, timer) in &mut snap.timers {
+            let key = key_of(keys, *key);
+            let bins = self.bins_for(key);
             derive_stats(
-                &mut timer,
+                timer,
                 &self.thresholds,
                 bins,
                 interval_secs,
                 &wanted,
-                &mut |stat, value| n.timer(&mut batch, &key, stat, value),
+                &mut |stat, value| n.timer(&mut batch, key, stat, value),
             );
         }
         processing += timers_started.elapsed();
 
-        for (key, value) in &gauges {
-            n.gauge(&mut batch, key, *value);
+        for (key, value) in &snap.gauges {
+            n.gauge(&mut batch, key_of(keys, *key), *value);
         }
-        for (key, size) in &sets {
-            n.set(&mut batch, key, *size as f64);
+        for (key, size) in &snap.sets {
+            n.set(&mut batch, key_of(keys, *key), *size as f64);
         }
+        // Timer states hold their samples; do not keep them until the
+        // next flush.
+        snap.timers.clear();
+        self.snapshot = snap;
         n.own(&mut batch, OwnStat::NumStats, num_stats as f64);
         n.own(
             &mut batch,
@@ -222,6 +272,9 @@ impl Flusher {
                 .non_finite_dropped
                 .fetch_add(batch.non_finite, Ordering::Relaxed);
         }
+        self.last_points = batch.len();
+        self.last_name_bytes = batch.name_bytes();
+        batch.started = Some(flush_started);
         batch
     }
 
@@ -257,13 +310,13 @@ impl Flusher {
 
     /// Takes the interval out of every shard, one lock at a time, applying
     /// Etsy's reset rules in the same pass.
-    fn take_snapshot(&self) -> Snapshot {
+    fn take_snapshot(&self, snap: &mut Snapshot) {
         let s = &self.stats;
-        let mut snap = Snapshot::default();
         for mut shard in self.aggregator.shards() {
             snap.counters.reserve(shard.counters.len());
             for (key, value) in shard.counters.iter() {
-                snap.counters.push((key.clone(), *value));
+                let key = snap.key(key);
+                snap.counters.push((key, *value));
             }
             if s.delete_counters {
                 shard.counters.retain(|key, value| {
@@ -274,18 +327,23 @@ impl Flusher {
                 shard.counters.values_mut().for_each(|v| *v = 0.0);
             }
 
+            snap.timers.reserve(shard.timers.len());
             if s.delete_timers {
-                snap.timers.extend(shard.timers.drain());
+                for (key, timer) in shard.timers.drain() {
+                    let key = snap.key(&key);
+                    snap.timers.push((key, timer));
+                }
             } else {
-                snap.timers.reserve(shard.timers.len());
                 for (key, timer) in shard.timers.iter_mut() {
-                    snap.timers.push((key.clone(), timer.take()));
+                    let key = snap.key(key);
+                    snap.timers.push((key, timer.take()));
                 }
             }
 
             snap.gauges.reserve(shard.gauges.len());
             for (key, gauge) in shard.gauges.iter() {
-                snap.gauges.push((key.clone(), gauge.value));
+                let key = snap.key(key);
+                snap.gauges.push((key, gauge.value));
             }
             if s.delete_gauges {
                 shard.gauges.retain(|_, g| {
@@ -297,17 +355,20 @@ impl Flusher {
                 });
             }
 
+            snap.sets.reserve(shard.sets.len());
             if s.delete_sets {
-                snap.sets
-                    .extend(shard.sets.drain().map(|(key, set)| (key, set.len())));
+                for (key, set) in shard.sets.drain() {
+                    let key = snap.key(&key);
+                    snap.sets.push((key, set.len()));
+                }
             } else {
                 for (key, set) in shard.sets.iter_mut() {
-                    snap.sets.push((key.clone(), set.len()));
+                    let key = snap.key(key);
+                    snap.sets.push((key, set.len()));
                     *set = Default::default();
                 }
             }
         }
-        snap
     }
 
     fn bins_for(&self, key: &[u8]) -> &[(f64, String)] {
@@ -326,6 +387,15 @@ fn is_etsy_internal_counter(key: &[u8]) -> bool {
     ["packets_received", "metrics_received", "bad_lines_seen"]
         .iter()
         .any(|needle| memchr::memmem::find(key, needle.as_bytes()).is_some())
+}
+
+/// Appends key bytes as text; invalid UTF-8 becomes U+FFFD, as Etsy's
+/// `msg.toString()` makes it.
+fn push_text(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+    }
 }
 
 /// The agent's own flush stats, named per Etsy's graphite backend.
@@ -352,6 +422,8 @@ struct Namer {
     gauge: Vec<String>,
     set: Vec<String>,
     suffix: String,
+    /// Legacy `stats_counts` namespace.
+    counts: Vec<String>,
 }
 
 impl Namer {
@@ -395,6 +467,7 @@ impl Namer {
             gauge,
             set,
             suffix,
+            counts: vec!["stats_counts".to_string()],
         }
     }
 
@@ -406,31 +479,31 @@ impl Namer {
     /// Etsy's `format(namespace, key, extra...)`: namespace and key name
     /// joined by dots, then the suffix, then the key's `;tags`.
     fn write(&self, out: &mut String, namespace: &[String], key: &[u8], extra: &[&str]) {
-        let split = memchr::memchr(b';', key).unwrap_or(key.len());
+        // Keys are short: a plain scan beats memchr's set-up here.
+        let split = key.iter().position(|b| *b == b';').unwrap_or(key.len());
         let (name, tags) = key.split_at(split);
         for segment in namespace {
             out.push_str(segment);
             out.push('.');
         }
         if self.sanitize_at_write {
-            out.push_str(&String::from_utf8_lossy(&sanitize_key(name)));
+            push_text(out, &sanitize_key(name));
         } else {
-            out.push_str(&String::from_utf8_lossy(name));
+            push_text(out, name);
         }
         for e in extra {
             out.push('.');
             out.push_str(e);
         }
         out.push_str(&self.suffix);
-        out.push_str(&String::from_utf8_lossy(tags));
+        push_text(out, tags);
     }
 
     fn counter(&self, batch: &mut PointBatch, key: &[u8], rate: f64, count: f64) {
         if self.naming.legacy_namespace {
             batch.push_with(rate, |o| self.write(o, &self.counter, key, &[]));
             if self.naming.flush_counts {
-                let ns = ["stats_counts".to_string()];
-                batch.push_with(count, |o| self.write(o, &ns, key, &[]));
+                batch.push_with(count, |o| self.write(o, &self.counts, key, &[]));
             }
         } else {
             batch.push_with(rate, |o| self.write(o, &self.counter, key, &["rate"]));

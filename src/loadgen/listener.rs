@@ -1,6 +1,7 @@
 //! The bench's own carbon line listener: keeps, per bench metric name, the
 //! sum, last, lowest and highest value it received, and times each flush
-//! as carbon sees it (from the first to the last byte of a burst).
+//! as carbon sees it: from the first to the last line stamped with that
+//! flush's timestamp.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -21,13 +22,9 @@ pub struct Received {
 struct State {
     names: HashMap<Box<[u8]>, Received, ahash::RandomState>,
     lines: u64,
-    /// Longest burst of one flush, and how many bursts were seen.
-    longest_flush: Duration,
-    flushes: u64,
+    /// Per flush timestamp: first and last arrival of its lines.
+    spans: HashMap<i64, (Instant, Instant)>,
 }
-
-/// A gap this long between reads ends one flush's burst.
-const BURST_GAP: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct Listener {
@@ -36,7 +33,7 @@ pub struct Listener {
 }
 
 /// Names the bench keeps: those of its own keys, in Etsy's and sluice's
-/// legacy naming and collectd's.
+/// legacy naming and collectd's, and sluice's delivery times.
 fn wanted(name: &[u8]) -> bool {
     const PREFIXES: [&[u8]; 4] = [
         b"stats_counts.bench.",
@@ -46,6 +43,8 @@ fn wanted(name: &[u8]) -> bool {
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
         || memchr::memmem::find(name, b".statsd.count-bench_").is_some()
+        || (name.starts_with(b"stats.statsd.graphiteStats.destinations.")
+            && name.ends_with(b".delivery_ms"))
 }
 
 impl Listener {
@@ -93,70 +92,86 @@ impl Listener {
         .unwrap_or(0.0)
     }
 
-    /// The longest flush burst seen, and the number of bursts.
-    pub fn flush_timing(&self) -> (Duration, u64) {
-        self.with(|s| (s.longest_flush, s.flushes))
-            .unwrap_or_default()
+    /// The longest span of one flush's lines at the listener, and the
+    /// number of flushes seen.
+    pub fn flush_span(&self) -> (Duration, usize) {
+        self.with(|s| {
+            let longest = s
+                .spans
+                .values()
+                .map(|(first, last)| last.duration_since(*first))
+                .max()
+                .unwrap_or_default();
+            (longest, s.spans.len())
+        })
+        .unwrap_or_default()
+    }
+
+    /// The highest value any name with this suffix had (e.g. sluice's
+    /// `.delivery_ms`).
+    pub fn highest_with_suffix(&self, suffix: &str) -> Option<f64> {
+        self.with(|s| {
+            s.names
+                .iter()
+                .filter(|(n, _)| n.ends_with(suffix.as_bytes()))
+                .map(|(_, r)| r.highest)
+                .reduce(f64::max)
+        })
+        .flatten()
     }
 }
 
 fn read_connection(mut stream: TcpStream, state: &Mutex<State>) {
     let mut buf = vec![0u8; 256 * 1024];
     let mut filled = 0usize;
-    let mut burst: Option<(Instant, Instant)> = None;
-    // Short reads time out so a burst's end is noticed while idle.
-    let _ = stream.set_read_timeout(Some(BURST_GAP / 2));
     loop {
-        let read = stream.read(&mut buf[filled..]);
-        let now = Instant::now();
-        let n = match read {
+        let n = match stream.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                0
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        let Ok(mut s) = state.lock() else { return };
-        match burst {
-            Some((first, last)) if now.duration_since(last) > BURST_GAP => {
-                s.flushes += 1;
-                s.longest_flush = s.longest_flush.max(last.duration_since(first));
-                burst = (n > 0).then_some((now, now));
-            }
-            Some((first, _)) if n > 0 => burst = Some((first, now)),
-            None if n > 0 => burst = Some((now, now)),
-            _ => {}
-        }
-        if n == 0 {
-            continue;
-        }
+        let now = Instant::now();
         filled += n;
         let complete = match memchr::memrchr(b'\n', &buf[..filled]) {
             Some(end) => end + 1,
             None if filled == buf.len() => filled, // an absurd line: drop it
             None => continue,
         };
-        for line in buf[..complete].split(|b| *b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
+        let Ok(mut s) = state.lock() else { return };
+        let mut lines = buf[..complete]
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .peekable();
+        // Lines of a read share a flush but for its edges: the first and
+        // last line's timestamps time the spans.
+        if let Some(first) = lines.peek() {
+            note_span(&mut s, first, now);
+        }
+        let mut last_line: &[u8] = &[];
+        for line in lines {
             s.lines += 1;
             record(&mut s, line);
+            last_line = line;
         }
+        note_span(&mut s, last_line, now);
+        drop(s);
         buf.copy_within(complete..filled, 0);
         filled -= complete;
     }
-    if let (Some((first, last)), Ok(mut s)) = (burst, state.lock()) {
-        s.flushes += 1;
-        s.longest_flush = s.longest_flush.max(last.duration_since(first));
-    }
+}
+
+fn note_span(s: &mut State, line: &[u8], now: Instant) {
+    let Some(ts) = line
+        .rsplit(|b| *b == b' ')
+        .next()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| t.trim().parse::<i64>().ok())
+    else {
+        return;
+    };
+    let span = s.spans.entry(ts).or_insert((now, now));
+    span.1 = now;
 }
 
 fn record(s: &mut State, line: &[u8]) {

@@ -123,7 +123,12 @@ pub struct Outcome {
     pub cpu_seconds: f64,
     pub peak_rss_kib: u64,
     pub check: Check,
-    pub longest_flush: Duration,
+    /// The longest time from a flush's first line to its last at the
+    /// listener.
+    pub flush_span: Duration,
+    /// sluice only: the longest time from a flush's start to its last
+    /// byte written (its own `delivery_ms`).
+    pub delivery: Option<Duration>,
 }
 
 impl Outcome {
@@ -336,7 +341,10 @@ fn measure(
         cpu_seconds: cpu_at_last - cpu_before,
         peak_rss_kib: rss,
         check: check(target, listener, expected),
-        longest_flush: listener.flush_timing().0,
+        flush_span: listener.flush_span().0,
+        delivery: listener
+            .highest_with_suffix(".delivery_ms")
+            .map(|ms| Duration::from_millis(ms as u64)),
     })
 }
 
@@ -358,7 +366,7 @@ pub fn report(w: &Workload, outcomes: &[Outcome]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<12} {:>12} {:>12} {:>9} {:>12} {:>10} {:>9} {:>10} {:>16}",
+        "{:<12} {:>12} {:>12} {:>9} {:>12} {:>8} {:>9} {:>10} {:>9} {:>16}",
         "target",
         "offered l/s",
         "absorbed l/s",
@@ -366,7 +374,8 @@ pub fn report(w: &Workload, outcomes: &[Outcome]) -> String {
         "kernel drops",
         "CPU s/M",
         "peak RSS",
-        "max flush",
+        "flush span",
+        "delivery",
         "aggregates exact"
     );
     for o in outcomes {
@@ -377,7 +386,7 @@ pub fn report(w: &Workload, outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<12} {:>12.0} {:>12.0} {:>8.3}% {:>12} {:>10.3} {:>6.1} MB {:>7} ms {:>16}{}",
+            "{:<12} {:>12.0} {:>12.0} {:>8.3}% {:>12} {:>8.3} {:>6.1} MB {:>7} ms {:>9} {:>16}{}",
             o.target.name(),
             o.offered_rate(),
             o.offered_rate() * (1.0 - o.loss()),
@@ -385,7 +394,10 @@ pub fn report(w: &Workload, outcomes: &[Outcome]) -> String {
             o.kernel_rcvbuf_errors,
             o.cpu_per_million(),
             o.peak_rss_kib as f64 / 1024.0,
-            o.longest_flush.as_millis(),
+            o.flush_span.as_millis(),
+            o.delivery
+                .map(|d| format!("{} ms", d.as_millis()))
+                .unwrap_or_else(|| "-".to_string()),
             exact,
             if o.check.complete {
                 ""

@@ -11,7 +11,7 @@ pub mod whisper;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -26,6 +26,8 @@ pub struct PointBatch {
     points: Vec<(u32, f64)>,
     /// Points refused because their value was NaN or infinite.
     pub non_finite: u64,
+    /// When the flush that made this batch began (for delivery times).
+    pub started: Option<Instant>,
 }
 
 impl PointBatch {
@@ -34,6 +36,26 @@ impl PointBatch {
             timestamp,
             ..PointBatch::default()
         }
+    }
+
+    /// An empty batch with room for `points` points of `name_bytes` in all.
+    pub fn with_capacity(timestamp: i64, points: usize, name_bytes: usize) -> PointBatch {
+        PointBatch {
+            timestamp,
+            names: String::with_capacity(name_bytes),
+            points: Vec::with_capacity(points),
+            non_finite: 0,
+            started: None,
+        }
+    }
+
+    /// Empties the batch for reuse, keeping its buffers.
+    pub fn reset(&mut self, timestamp: i64) {
+        self.timestamp = timestamp;
+        self.names.clear();
+        self.points.clear();
+        self.non_finite = 0;
+        self.started = None;
     }
 
     /// Adds a point whose name `write_name` appends. Non-finite values are

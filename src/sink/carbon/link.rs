@@ -8,6 +8,10 @@
 //! (carbon loses what it received but had not written when it stops), what
 //! was sent within `carbon.resend_window` is sent again after a reconnect;
 //! writing the same point twice into whisper is harmless.
+//!
+//! The queue and the history hold the flush's shared batch, not a copy:
+//! points are encoded in pieces of [`PIECE_BYTES`] as they are written, so
+//! a million-series flush never exists twice in memory.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -24,21 +28,87 @@ use crate::selfstats::{unix_now_rounded, DestinationStats, GraphiteStats};
 use crate::sink::PointBatch;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// A write may take this long plus a second per 256 KiB before the
-/// connection counts as stuck (a big flush to a slow carbon is not stuck).
+/// A piece's write may take this long before the connection counts as
+/// stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn write_timeout(bytes: usize) -> Duration {
-    WRITE_TIMEOUT + Duration::from_secs((bytes / (256 * 1024)) as u64)
-}
+/// Points are encoded and written this many bytes at a time.
+const PIECE_BYTES: usize = 256 * 1024;
 /// carbon-relay's MAX_DATAPOINTS_PER_MESSAGE; frames stay far below 1 MiB.
 const PICKLE_POINTS_PER_FRAME: usize = 500;
 const PICKLE_BYTES_PER_FRAME: usize = 512 * 1024;
 
-/// The points of one flush for one destination, encoded.
+/// The points of one flush for one destination, with their encoded size
+/// estimated for the byte budgets.
 struct Chunk {
-    bytes: Vec<u8>,
+    batch: Arc<PointBatch>,
     points: usize,
+    bytes: usize,
+}
+
+impl Chunk {
+    fn new(batch: Arc<PointBatch>) -> Chunk {
+        // Line format: name, value (~17), timestamp (10), 3 separators.
+        let bytes = batch.name_bytes() + batch.len() * 30;
+        Chunk {
+            points: batch.len(),
+            bytes,
+            batch,
+        }
+    }
+}
+
+/// Appends points to `out` in the destination's protocol until `out`
+/// holds at least PIECE_BYTES or the points run out.
+fn encode_piece<'a>(
+    protocol: CarbonProtocol,
+    points: &mut std::iter::Peekable<impl Iterator<Item = (&'a str, f64)>>,
+    timestamp: i64,
+    out: &mut Vec<u8>,
+) {
+    while out.len() < PIECE_BYTES && points.peek().is_some() {
+        match protocol {
+            CarbonProtocol::Line => {
+                if let Some((name, value)) = points.next() {
+                    carbon::write_line(out, name, value, timestamp);
+                }
+            }
+            CarbonProtocol::Pickle => {
+                let mut count = 0;
+                let mut size = 0;
+                let frame = std::iter::from_fn(|| {
+                    if count == PICKLE_POINTS_PER_FRAME || size > PICKLE_BYTES_PER_FRAME {
+                        return None;
+                    }
+                    let (name, value) = points.next()?;
+                    count += 1;
+                    size += name.len() + 20;
+                    Some((name, timestamp, value))
+                });
+                pickle::encode_frame(out, frame);
+            }
+        }
+    }
+}
+
+/// Writes a whole batch, piece by piece; returns the bytes written.
+async fn write_batch(
+    stream: &mut TcpStream,
+    protocol: CarbonProtocol,
+    batch: &PointBatch,
+    scratch: &mut Vec<u8>,
+) -> Result<usize, String> {
+    let mut points = batch.iter().peekable();
+    let mut written = 0;
+    while points.peek().is_some() {
+        scratch.clear();
+        encode_piece(protocol, &mut points, batch.timestamp, scratch);
+        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(scratch)).await {
+            Ok(Ok(())) => written += scratch.len(),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("write timed out".to_string()),
+        }
+    }
+    Ok(written)
 }
 
 pub struct Link {
@@ -65,38 +135,6 @@ impl Link {
         }
     }
 
-    fn encode(&self, batch: &PointBatch) -> Chunk {
-        let mut bytes = Vec::with_capacity(batch.name_bytes() + batch.len() * 24);
-        match self.destination.protocol {
-            CarbonProtocol::Line => {
-                for (name, value) in batch.iter() {
-                    carbon::write_line(&mut bytes, name, value, batch.timestamp);
-                }
-            }
-            CarbonProtocol::Pickle => {
-                let mut points = batch.iter().peekable();
-                while points.peek().is_some() {
-                    let mut count = 0;
-                    let mut size = 0;
-                    let frame = std::iter::from_fn(|| {
-                        if count == PICKLE_POINTS_PER_FRAME || size > PICKLE_BYTES_PER_FRAME {
-                            return None;
-                        }
-                        let (name, value) = points.next()?;
-                        count += 1;
-                        size += name.len() + 20;
-                        Some((name, batch.timestamp, value))
-                    });
-                    pickle::encode_frame(&mut bytes, frame);
-                }
-            }
-        }
-        Chunk {
-            bytes,
-            points: batch.len(),
-        }
-    }
-
     /// Runs until the queue closes, then delivers what it holds within the
     /// shutdown grace period.
     pub async fn run(self, mut batches: mpsc::Receiver<Arc<PointBatch>>) {
@@ -107,6 +145,7 @@ impl Link {
             pending_bytes: 0,
             history: VecDeque::new(),
             history_bytes: 0,
+            scratch: Vec::with_capacity(PIECE_BYTES + 64 * 1024),
             stream: None,
             backoff: FIRST_BACKOFF,
             next_attempt: Instant::now(),
@@ -118,8 +157,7 @@ impl Link {
             tokio::select! {
                 batch = batches.recv() => match batch {
                     Some(batch) => {
-                        let chunk = self.encode(&batch);
-                        state.enqueue(chunk);
+                        state.enqueue(Chunk::new(batch));
                         state.deliver().await;
                     }
                     None => break,
@@ -174,6 +212,8 @@ struct State<'a> {
     /// Chunks written recently: (when, chunk), oldest first.
     history: VecDeque<(Instant, Chunk)>,
     history_bytes: usize,
+    /// Reused buffer for the piece being written.
+    scratch: Vec<u8>,
     stream: Option<TcpStream>,
     backoff: Duration,
     next_attempt: Instant,
@@ -192,7 +232,7 @@ impl State<'_> {
             return;
         }
         self.pending_points += chunk.points;
-        self.pending_bytes += chunk.bytes.len();
+        self.pending_bytes += chunk.bytes;
         self.pending.push_back(chunk);
         let cfg = &self.link.config;
         while (self.pending_points > cfg.buffer_points || self.pending_bytes > cfg.buffer_bytes)
@@ -202,7 +242,7 @@ impl State<'_> {
                 break;
             };
             self.pending_points -= old.points;
-            self.pending_bytes -= old.bytes.len();
+            self.pending_bytes -= old.bytes;
             let total = self
                 .stats()
                 .dropped_points
@@ -250,36 +290,37 @@ impl State<'_> {
                 }
             }
         }
+        let protocol = self.link.destination.protocol;
         while let Some(chunk) = self.pending.front() {
+            let batch = chunk.batch.clone();
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
             let started = Instant::now();
-            match tokio::time::timeout(
-                write_timeout(chunk.bytes.len()),
-                stream.write_all(&chunk.bytes),
-            )
-            .await
-            {
-                Ok(Ok(())) => {
+            match write_batch(stream, protocol, &batch, &mut self.scratch).await {
+                Ok(written) => {
                     let g = &self.link.graphite;
                     g.flush_time_ms
                         .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    g.flush_length
-                        .store(chunk.bytes.len() as u64, Ordering::Relaxed);
+                    g.flush_length.store(written as u64, Ordering::Relaxed);
                     g.last_flush.store(unix_now_rounded(), Ordering::Relaxed);
+                    if let Some(flush_started) = batch.started {
+                        self.stats().delivery_ms.store(
+                            flush_started.elapsed().as_millis() as u64,
+                            Ordering::Relaxed,
+                        );
+                    }
                     self.stats()
                         .sent_points
-                        .fetch_add(chunk.points as u64, Ordering::Relaxed);
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     let Some(chunk) = self.pending.pop_front() else {
                         break;
                     };
                     self.pending_points -= chunk.points;
-                    self.pending_bytes -= chunk.bytes.len();
+                    self.pending_bytes -= chunk.bytes;
                     self.remember(chunk);
                 }
-                Ok(Err(e)) => self.failed(&e.to_string()),
-                Err(_) => self.failed("write timed out"),
+                Err(why) => self.failed(&why),
             }
         }
         self.publish_buffered();
@@ -292,14 +333,14 @@ impl State<'_> {
         if window.is_zero() {
             return;
         }
-        self.history_bytes += chunk.bytes.len();
+        self.history_bytes += chunk.bytes;
         self.history.push_back((Instant::now(), chunk));
-        let budget = self.link.config.buffer_bytes;
+        let budget = self.link.config.resend_bytes;
         while let Some((at, old)) = self.history.front() {
             if at.elapsed() <= window && self.history_bytes <= budget {
                 break;
             }
-            self.history_bytes -= old.bytes.len();
+            self.history_bytes -= old.bytes;
             self.history.pop_front();
         }
     }
@@ -319,19 +360,14 @@ impl State<'_> {
                 kept.push_back((at, chunk));
                 continue;
             };
-            match tokio::time::timeout(
-                write_timeout(chunk.bytes.len()),
-                stream.write_all(&chunk.bytes),
-            )
-            .await
-            {
-                Ok(Ok(())) => resent += chunk.points,
-                Ok(Err(e)) => self.failed(&e.to_string()),
-                Err(_) => self.failed("write timed out"),
+            let protocol = self.link.destination.protocol;
+            match write_batch(stream, protocol, &chunk.batch, &mut self.scratch).await {
+                Ok(_) => resent += chunk.points,
+                Err(why) => self.failed(&why),
             }
             kept.push_back((Instant::now(), chunk));
         }
-        self.history_bytes = kept.iter().map(|(_, c)| c.bytes.len()).sum();
+        self.history_bytes = kept.iter().map(|(_, c)| c.bytes).sum();
         self.history = kept;
         if resent > 0 {
             self.stats()

@@ -111,7 +111,11 @@ impl Sink for CarbonForwarder {
 /// One batch per destination, each metric in the one the ring picks.
 fn split_by_ring(batch: &PointBatch, ring: &HashRing, destinations: usize) -> Vec<Arc<PointBatch>> {
     let mut parts: Vec<PointBatch> = (0..destinations)
-        .map(|_| PointBatch::new(batch.timestamp))
+        .map(|_| {
+            let mut part = PointBatch::new(batch.timestamp);
+            part.started = batch.started;
+            part
+        })
         .collect();
     for (name, value) in batch.iter() {
         let node = ring.node_for(name).min(destinations - 1);
