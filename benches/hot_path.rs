@@ -1,13 +1,13 @@
 //! Criterion benches of the hot path and the flush:
 //! - parse: lines/s and bytes/s over realistic mixed StatsD packets;
 //! - shard_update: parse + apply to the shards at 20 K and 1 M live keys;
-//! - flush: turning 100 K counter series into a carbon payload.
+//! - flush: turning 100 K and 1 M counter series into a carbon payload.
 //!
 //! Run: cargo bench --bench hot_path
 
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::aggregate::flush::Flusher;
 use sluice::aggregate::Aggregator;
 use sluice::config::{Config, RawConfig};
@@ -148,48 +148,56 @@ fn bench_shard_update(c: &mut Criterion) {
     group.finish();
 }
 
+/// A flusher over `series` counters, each updated once.
+fn flusher_with_counters(series: usize) -> Flusher {
+    let cfg = config();
+    let aggregator = Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats));
+    let ctx = IngestContext {
+        aggregator: aggregator.clone(),
+        selfstats: Arc::new(SelfStats::default()),
+        sanitize_keys: true,
+    };
+    let mut parser = PacketParser::default();
+    for k in 0..series {
+        parser.packet(&ctx, format!("app.service{k}.requests:1|c").as_bytes());
+        if k % 32 == 0 {
+            parser.commit(&ctx);
+        }
+    }
+    parser.commit(&ctx);
+    Flusher::new(
+        aggregator,
+        cfg.stats.clone(),
+        cfg.naming.clone(),
+        ctx.selfstats.clone(),
+        Arc::new(GraphiteStats::new(0)),
+    )
+}
+
+/// Flush: snapshot, naming (count and rate per counter) and the carbon
+/// line text, as one interval after another would run it (buffers reused
+/// as the agent reuses them once the sinks are done).
 fn bench_flush(c: &mut Criterion) {
-    let series = 100_000usize;
     let mut group = c.benchmark_group("flush");
     group.sample_size(10);
-    group.throughput(Throughput::Elements(series as u64));
-    group.bench_function("counters_100k_to_carbon_text", |b| {
-        b.iter_batched(
-            || {
-                let cfg = config();
-                let aggregator = Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats));
-                let ctx = IngestContext {
-                    aggregator: aggregator.clone(),
-                    selfstats: Arc::new(SelfStats::default()),
-                    sanitize_keys: true,
-                };
-                let mut parser = PacketParser::default();
-                for k in 0..series {
-                    parser.packet(&ctx, format!("app.service{k}.requests:1|c").as_bytes());
-                    if k % 32 == 0 {
-                        parser.commit(&ctx);
-                    }
-                }
-                parser.commit(&ctx);
-                Flusher::new(
-                    aggregator,
-                    cfg.stats.clone(),
-                    cfg.naming.clone(),
-                    ctx.selfstats.clone(),
-                    Arc::new(GraphiteStats::new(0)),
-                )
-            },
-            |mut flusher| {
-                let batch = flusher.flush(1_700_000_000);
-                let mut out = Vec::with_capacity(batch.name_bytes() + batch.len() * 24);
+    for series in [100_000usize, 1_000_000] {
+        let mut flusher = flusher_with_counters(series);
+        let mut out = Vec::new();
+        let mut ts = 1_700_000_000;
+        group.throughput(Throughput::Elements(series as u64));
+        group.bench_function(format!("counters_{}k_to_carbon_text", series / 1000), |b| {
+            b.iter(|| {
+                ts += 1;
+                let batch = flusher.flush(ts);
+                out.clear();
                 for (name, value) in batch.iter() {
                     write_line(&mut out, name, value, batch.timestamp);
                 }
+                flusher.recycle(batch);
                 out.len()
-            },
-            BatchSize::PerIteration,
-        )
-    });
+            })
+        });
+    }
     group.finish();
 }
 

@@ -6,6 +6,7 @@
 //! rates and timer statistics and names every value the way Etsy's graphite
 //! backend does. The result is one [`PointBatch`] for the sinks.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -194,7 +195,7 @@ impl Flusher {
         let counters_started = Instant::now();
         for (key, value) in &snap.counters {
             let rate = value / interval_secs;
-            n.counter(&mut batch, key_of(keys, *key), rate, *value);
+            n.counter(&mut batch, &n.text(key_of(keys, *key)), rate, *value);
         }
         let mut processing = counters_started.elapsed();
 
@@ -204,24 +205,24 @@ impl Flusher {
             wanted_list.is_empty() || wanted_list.iter().any(|w| w == class.filter_name())
         };
         for (key, timer) in &mut snap.timers {
-            let key = key_of(keys, *key);
-            let bins = self.bins_for(key);
+            let bins = self.bins_for(key_of(keys, *key));
+            let key = n.text(key_of(keys, *key));
             derive_stats(
                 timer,
                 &self.thresholds,
                 bins,
                 interval_secs,
                 &wanted,
-                &mut |stat, value| n.timer(&mut batch, key, stat, value),
+                &mut |stat, value| n.timer(&mut batch, &key, stat, value),
             );
         }
         processing += timers_started.elapsed();
 
         for (key, value) in &snap.gauges {
-            n.gauge(&mut batch, key_of(keys, *key), *value);
+            n.gauge(&mut batch, &n.text(key_of(keys, *key)), *value);
         }
         for (key, size) in &snap.sets {
-            n.set(&mut batch, key_of(keys, *key), *size as f64);
+            n.set(&mut batch, &n.text(key_of(keys, *key)), *size as f64);
         }
         // Timer states hold their samples; do not keep them until the
         // next flush.
@@ -389,12 +390,19 @@ fn is_etsy_internal_counter(key: &[u8]) -> bool {
         .any(|needle| memchr::memmem::find(key, needle.as_bytes()).is_some())
 }
 
-/// Appends key bytes as text; invalid UTF-8 becomes U+FFFD, as Etsy's
+/// A key split for naming: the name (sanitized if the receivers did not)
+/// and the `;tags` that go after the suffix.
+struct KeyText<'k> {
+    name: Cow<'k, str>,
+    tags: Cow<'k, str>,
+}
+
+/// Key bytes as text; invalid UTF-8 becomes U+FFFD, as Etsy's
 /// `msg.toString()` makes it.
-fn push_text(out: &mut String, bytes: &[u8]) {
+fn text_of(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => out.push_str(text),
-        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -476,30 +484,39 @@ impl Namer {
         format!("{}.{}", self.naming.prefix_stats, name)
     }
 
-    /// Etsy's `format(namespace, key, extra...)`: namespace and key name
-    /// joined by dots, then the suffix, then the key's `;tags`.
-    fn write(&self, out: &mut String, namespace: &[String], key: &[u8], extra: &[&str]) {
+    /// A key as its names use it, converted once for all of them.
+    fn text<'k>(&self, key: &'k [u8]) -> KeyText<'k> {
         // Keys are short: a plain scan beats memchr's set-up here.
         let split = key.iter().position(|b| *b == b';').unwrap_or(key.len());
         let (name, tags) = key.split_at(split);
+        let name = if self.sanitize_at_write {
+            Cow::Owned(text_of(&sanitize_key(name)).into_owned())
+        } else {
+            text_of(name)
+        };
+        KeyText {
+            name,
+            tags: text_of(tags),
+        }
+    }
+
+    /// Etsy's `format(namespace, key, extra...)`: namespace and key name
+    /// joined by dots, then the suffix, then the key's `;tags`.
+    fn write(&self, out: &mut String, namespace: &[String], key: &KeyText<'_>, extra: &[&str]) {
         for segment in namespace {
             out.push_str(segment);
             out.push('.');
         }
-        if self.sanitize_at_write {
-            push_text(out, &sanitize_key(name));
-        } else {
-            push_text(out, name);
-        }
+        out.push_str(&key.name);
         for e in extra {
             out.push('.');
             out.push_str(e);
         }
         out.push_str(&self.suffix);
-        push_text(out, tags);
+        out.push_str(&key.tags);
     }
 
-    fn counter(&self, batch: &mut PointBatch, key: &[u8], rate: f64, count: f64) {
+    fn counter(&self, batch: &mut PointBatch, key: &KeyText<'_>, rate: f64, count: f64) {
         if self.naming.legacy_namespace {
             batch.push_with(rate, |o| self.write(o, &self.counter, key, &[]));
             if self.naming.flush_counts {
@@ -513,42 +530,41 @@ impl Namer {
         }
     }
 
-    fn timer(&self, batch: &mut PointBatch, key: &[u8], stat: &str, value: f64) {
+    fn timer(&self, batch: &mut PointBatch, key: &KeyText<'_>, stat: &str, value: f64) {
         batch.push_with(value, |o| self.write(o, &self.timer, key, &[stat]));
     }
 
-    fn gauge(&self, batch: &mut PointBatch, key: &[u8], value: f64) {
+    fn gauge(&self, batch: &mut PointBatch, key: &KeyText<'_>, value: f64) {
         batch.push_with(value, |o| self.write(o, &self.gauge, key, &[]));
     }
 
-    fn set(&self, batch: &mut PointBatch, key: &[u8], count: f64) {
+    fn set(&self, batch: &mut PointBatch, key: &KeyText<'_>, count: f64) {
         batch.push_with(count, |o| self.write(o, &self.set, key, &["count"]));
     }
 
     fn own(&self, batch: &mut PointBatch, stat: OwnStat<'_>, value: f64) {
         let ps = self.naming.prefix_stats.as_str();
+        let ps_key = self.text(ps.as_bytes());
         let sfx = self.suffix.as_str();
         let legacy = self.naming.legacy_namespace;
         batch.push_with(value, |o| match stat {
             OwnStat::NumStats if legacy => {
                 o.push_str(&format!("{ps}.numStats{sfx}"));
             }
-            OwnStat::NumStats => self.write(o, &self.global, ps.as_bytes(), &["numStats"]),
+            OwnStat::NumStats => self.write(o, &self.global, &ps_key, &["numStats"]),
             OwnStat::CalculationTime if legacy => {
                 o.push_str(&format!("stats.{ps}.graphiteStats.calculationtime{sfx}"));
             }
             OwnStat::CalculationTime => self.write(
                 o,
                 &self.global,
-                ps.as_bytes(),
+                &ps_key,
                 &["graphiteStats", "calculationtime"],
             ),
             OwnStat::ProcessingTime if legacy => {
                 o.push_str(&format!("stats.{ps}.processing_time{sfx}"));
             }
-            OwnStat::ProcessingTime => {
-                self.write(o, &self.global, ps.as_bytes(), &["processing_time"])
-            }
+            OwnStat::ProcessingTime => self.write(o, &self.global, &ps_key, &["processing_time"]),
             OwnStat::Graphite(name) => {
                 for segment in &self.global {
                     o.push_str(segment);
