@@ -12,7 +12,7 @@ use sluice::aggregate::flush::Flusher;
 use sluice::aggregate::Aggregator;
 use sluice::config::{Config, RawConfig};
 use sluice::ingest::{IngestContext, PacketParser};
-use sluice::protocol::carbon::write_line;
+use sluice::protocol::carbon::{write_line_with, LineTail};
 use sluice::protocol::statsd::{lines, parse_line, Line};
 use sluice::selfstats::{GraphiteStats, SelfStats};
 
@@ -190,8 +190,9 @@ fn bench_flush(c: &mut Criterion) {
                 ts += 1;
                 let batch = flusher.flush(ts);
                 out.clear();
+                let tail = LineTail::new(batch.timestamp);
                 for (name, value) in batch.iter() {
-                    write_line(&mut out, name, value, batch.timestamp);
+                    write_line_with(&mut out, name, value, &tail);
                 }
                 flusher.recycle(batch);
                 out.len()

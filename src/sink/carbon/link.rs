@@ -65,11 +65,12 @@ fn encode_piece<'a>(
     timestamp: i64,
     out: &mut Vec<u8>,
 ) {
+    let tail = carbon::LineTail::new(timestamp);
     while out.len() < PIECE_BYTES && points.peek().is_some() {
         match protocol {
             CarbonProtocol::Line => {
                 if let Some((name, value)) = points.next() {
-                    carbon::write_line(out, name, value, timestamp);
+                    carbon::write_line_with(out, name, value, &tail);
                 }
             }
             CarbonProtocol::Pickle => {
@@ -158,18 +159,18 @@ impl Link {
                 batch = batches.recv() => match batch {
                     Some(batch) => {
                         state.enqueue(Chunk::new(batch));
-                        state.deliver().await;
+                        state.deliver(Some(&mut batches)).await;
                     }
                     None => break,
                 },
                 _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {
-                    state.deliver().await;
+                    state.deliver(Some(&mut batches)).await;
                 }
             }
         }
         let deadline = Instant::now() + self.shutdown_grace;
         loop {
-            state.deliver().await;
+            state.deliver(None).await;
             if state.pending.is_empty() {
                 break;
             }
@@ -265,8 +266,10 @@ impl State<'_> {
     }
 
     /// Connects if due, re-sends the history after a failure, then writes
-    /// queued chunks until done or failed.
-    async fn deliver(&mut self) {
+    /// queued chunks until done or failed. Between chunks, flushes that
+    /// arrived meanwhile are taken into the queue, so the buffer limits
+    /// (not the channel) bound what waits behind a slow carbon.
+    async fn deliver(&mut self, mut incoming: Option<&mut mpsc::Receiver<Arc<PointBatch>>>) {
         if self.pending.is_empty() && !self.resend_on_connect {
             return;
         }
@@ -319,6 +322,11 @@ impl State<'_> {
                     self.pending_points -= chunk.points;
                     self.pending_bytes -= chunk.bytes;
                     self.remember(chunk);
+                    if let Some(incoming) = incoming.as_deref_mut() {
+                        while let Ok(batch) = incoming.try_recv() {
+                            self.enqueue(Chunk::new(batch));
+                        }
+                    }
                 }
                 Err(why) => self.failed(&why),
             }
