@@ -33,6 +33,17 @@ proptest! {
     }
 
     #[test]
+    fn lines_are_the_non_empty_newline_pieces(packet in "[a\\r\\n]{0,40}") {
+        let want: Vec<&[u8]> = packet
+            .as_bytes()
+            .split(|b| *b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.is_empty())
+            .collect();
+        prop_assert_eq!(lines(packet.as_bytes()).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
     fn sanitising_is_idempotent(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
         let once = sanitize_key(&raw);
         prop_assert_eq!(sanitize_key(&once), once.clone());

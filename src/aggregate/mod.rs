@@ -9,20 +9,19 @@
 //! under its lock and does all arithmetic and naming outside it.
 
 pub mod flush;
+pub mod keymap;
 pub mod timer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::protocol::statsd::{Sample, SampleKind};
 use timer::TimerState;
 
-/// A metric key as stored. The flush copies key bytes into its own arena,
-/// so a key needs no reference count (16 bytes less per series).
-pub type Key = Box<[u8]>;
+pub use keymap::{Key, KeyHasher, KeyMap};
 
-type Map<V> = HashMap<Key, V, ahash::RandomState>;
+type Map<V> = KeyMap<V>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Gauge {
@@ -52,7 +51,6 @@ pub enum Dumped {
     Strings(Vec<String>),
 }
 
-#[derive(Default)]
 pub struct Shard {
     pub counters: Map<f64>,
     pub gauges: Map<Gauge>,
@@ -69,16 +67,19 @@ pub struct IngestSettings {
 
 pub struct Aggregator {
     shards: Box<[Mutex<Shard>]>,
-    router: ahash::RandomState,
+    hasher: KeyHasher,
     pub settings: IngestSettings,
 }
 
 impl Aggregator {
     pub fn new(shards: usize, stats: &crate::config::StatsConfig) -> Aggregator {
-        let shards = (0..shards.max(1)).map(|_| Mutex::default()).collect();
+        let hasher = KeyHasher::new();
+        let shards = (0..shards.max(1))
+            .map(|_| Mutex::new(Shard::new(&hasher)))
+            .collect();
         Aggregator {
             shards,
-            router: ahash::RandomState::new(),
+            hasher,
             settings: IngestSettings {
                 timer_exact_limit: AtomicU32::new(
                     stats.timer_exact_limit.min(u32::MAX as usize) as u32
@@ -93,9 +94,19 @@ impl Aggregator {
         self.shards.len()
     }
 
+    /// The hash of `key` that picks its shard and finds it there.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash(key)
+    }
+
+    /// The shard that owns a key with this hash.
+    pub fn shard_for(&self, hash: u64) -> usize {
+        keymap::shard_bits(hash, self.shards.len())
+    }
+
     /// The shard that owns `key`.
     pub fn shard_of(&self, key: &[u8]) -> usize {
-        (self.router.hash_one(key) % self.shards.len() as u64) as usize
+        self.shard_for(self.hash(key))
     }
 
     /// Locks one shard. A receiver that panicked while holding the lock
@@ -107,11 +118,12 @@ impl Aggregator {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Applies samples that all belong to `shard`, under one lock.
+    /// Applies samples (key hash, key, sample) that all belong to
+    /// `shard`, under one lock.
     pub fn apply<'a>(
         &self,
         shard: usize,
-        samples: impl IntoIterator<Item = (&'a [u8], Sample<'a>)>,
+        samples: impl IntoIterator<Item = (u64, &'a [u8], Sample<'a>)>,
     ) {
         let limit = self.settings.timer_exact_limit.load(Ordering::Relaxed) as usize;
         let ttl = if self.settings.delete_gauges.load(Ordering::Relaxed) {
@@ -120,14 +132,15 @@ impl Aggregator {
             0
         };
         let mut guard = self.lock(shard);
-        for (key, sample) in samples {
-            guard.update(key, &sample, limit, ttl);
+        for (hash, key, sample) in samples {
+            guard.update(hash, key, &sample, limit, ttl);
         }
     }
 
     /// Applies one sample (locks its shard; for the agent's own metrics).
     pub fn apply_one(&self, key: &[u8], sample: Sample<'_>) {
-        self.apply(self.shard_of(key), [(key, sample)]);
+        let hash = self.hash(key);
+        self.apply(self.shard_for(hash), [(hash, key, sample)]);
     }
 
     /// Sets a gauge the agent owns (such as timestamp_lag): never TTL-deleted.
@@ -138,20 +151,13 @@ impl Aggregator {
             ttl: 0,
             from_packets: false,
         };
-        match shard.gauges.get_mut(key) {
-            Some(g) => *g = gauge,
-            None => {
-                shard.gauges.insert(Key::from(key), gauge);
-            }
-        }
+        *shard.gauges.get_or_insert_with(key, || gauge) = gauge;
     }
 
     /// Makes sure a counter exists (Etsy creates its internal counters at 0).
     pub fn ensure_counter(&self, key: &[u8]) {
         let mut shard = self.lock(self.shard_of(key));
-        if !shard.counters.contains_key(key) {
-            shard.counters.insert(Key::from(key), 0.0);
-        }
+        shard.counters.get_or_insert_with(key, || 0.0);
     }
 
     /// Counts of live series: (counters, timers, gauges, sets).
@@ -236,20 +242,36 @@ impl Aggregator {
 }
 
 impl Shard {
-    fn update(&mut self, key: &[u8], sample: &Sample<'_>, timer_limit: usize, gauge_ttl: u32) {
+    fn new(hasher: &KeyHasher) -> Shard {
+        Shard {
+            counters: KeyMap::new(hasher.clone()),
+            gauges: KeyMap::new(hasher.clone()),
+            timers: KeyMap::new(hasher.clone()),
+            sets: KeyMap::new(hasher.clone()),
+        }
+    }
+
+    fn update(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        sample: &Sample<'_>,
+        timer_limit: usize,
+        gauge_ttl: u32,
+    ) {
         match sample.kind {
             SampleKind::Counter => {
                 let add = sample.value * (1.0 / sample.rate);
-                match self.counters.get_mut(key) {
+                match self.counters.get_mut_hashed(hash, key) {
                     Some(c) => *c += add,
                     None => {
-                        self.counters.insert(Key::from(key), add);
+                        self.counters.insert_new_hashed(hash, key, add);
                     }
                 }
             }
             SampleKind::Gauge { delta } => {
                 let value = sample.value;
-                match self.gauges.get_mut(key) {
+                match self.gauges.get_mut_hashed(hash, key) {
                     Some(g) => {
                         g.value = if delta { g.value + value } else { value };
                         g.ttl = gauge_ttl;
@@ -262,22 +284,22 @@ impl Shard {
                             ttl: gauge_ttl,
                             from_packets: true,
                         };
-                        self.gauges.insert(Key::from(key), gauge);
+                        self.gauges.insert_new_hashed(hash, key, gauge);
                     }
                 }
             }
-            SampleKind::Timer => match self.timers.get_mut(key) {
+            SampleKind::Timer => match self.timers.get_mut_hashed(hash, key) {
                 Some(t) => t.record(sample.value, sample.rate, timer_limit),
                 None => {
                     let mut t = TimerState::default();
                     t.record(sample.value, sample.rate, timer_limit);
-                    self.timers.insert(Key::from(key), t);
+                    self.timers.insert_new_hashed(hash, key, t);
                 }
             },
             SampleKind::Set => {
-                let set = match self.sets.get_mut(key) {
+                let set = match self.sets.get_mut_hashed(hash, key) {
                     Some(s) => s,
-                    None => self.sets.entry(Key::from(key)).or_default(),
+                    None => self.sets.insert_new_hashed(hash, key, HashSet::default()),
                 };
                 if !set.contains(sample.member) {
                     set.insert(Box::from(sample.member));
@@ -302,6 +324,7 @@ pub struct ShardBatch {
 
 struct Pending {
     shard: u32,
+    hash: u64,
     key: (u32, u32),
     member: (u32, u32),
     kind: SampleKind,
@@ -315,8 +338,9 @@ impl ShardBatch {
         &mut self.arena
     }
 
-    /// Queues one sample whose key is `arena[key.0..key.1]`.
-    pub fn push(&mut self, shard: usize, key: (u32, u32), sample: &Sample<'_>) {
+    /// Queues one sample whose key is `arena[key.0..key.1]`, with the
+    /// key's hash and shard.
+    pub fn push(&mut self, shard: usize, hash: u64, key: (u32, u32), sample: &Sample<'_>) {
         let member = if sample.kind == SampleKind::Set {
             let start = self.arena.len() as u32;
             self.arena.extend_from_slice(sample.member);
@@ -326,6 +350,7 @@ impl ShardBatch {
         };
         self.pending.push(Pending {
             shard: shard as u32,
+            hash,
             key,
             member,
             kind: sample.kind,
@@ -376,7 +401,7 @@ impl ShardBatch {
                     rate: p.rate,
                     member: &arena[p.member.0 as usize..p.member.1 as usize],
                 };
-                (key, sample)
+                (p.hash, key, sample)
             });
             aggregator.apply(shard, samples);
         }

@@ -45,15 +45,14 @@ impl PacketParser {
             let key_start = self.batch.arena().len();
             metric.write_key(self.batch.arena(), ctx.sanitize_keys);
             let key_end = self.batch.arena().len();
-            let shard = ctx
-                .aggregator
-                .shard_of(&self.batch.arena()[key_start..key_end]);
+            let hash = ctx.aggregator.hash(&self.batch.arena()[key_start..key_end]);
+            let shard = ctx.aggregator.shard_for(hash);
             let mut pushed = false;
             for sample in metric.samples() {
                 match sample {
                     Ok(sample) => {
                         self.batch
-                            .push(shard, (key_start as u32, key_end as u32), &sample);
+                            .push(shard, hash, (key_start as u32, key_end as u32), &sample);
                         pushed = true;
                     }
                     Err(why) => {

@@ -82,10 +82,17 @@ pub struct MetricLine<'a> {
 /// Splits a packet into its lines (on `\n`), skipping empty ones. A trailing
 /// `\r` is removed, so `\r\n` line ends work.
 pub fn lines(packet: &[u8]) -> impl Iterator<Item = &[u8]> {
-    packet.split(|&b| b == b'\n').filter_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        (!line.is_empty()).then_some(line)
-    })
+    // memchr finds the newlines of a whole datagram in a few SIMD steps;
+    // a byte-by-byte split costs more than that on 20-byte lines.
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', packet)
+        .chain(std::iter::once(packet.len()))
+        .filter_map(move |end| {
+            let line = packet.get(start..end).unwrap_or_default();
+            start = end + 1;
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            (!line.is_empty()).then_some(line)
+        })
 }
 
 /// Position of the first `|#` (a memchr for `#`, rarer than `|`; building
