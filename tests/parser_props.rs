@@ -3,7 +3,16 @@
 
 use proptest::prelude::*;
 use sluice::protocol::number::js_number_string;
-use sluice::protocol::statsd::{lines, parse_line, sanitize_key, Line, SampleKind};
+use sluice::protocol::statsd::{lines, parse_line, parse_plain, sanitize_key, Line, SampleKind};
+
+// Line pieces for the fast-path agreement test: mostly plain lines, with
+// every way of not being plain mixed in.
+const KEY: &str = "[a-z][a-z.;=_]{0,6}[/# :]?";
+const SEPARATOR: &str = "(:|:|:|::|\\||)";
+const VALUE: &str = "[0-9]{0,3}[.+e-]?[0-9.]{0,2}";
+const KIND: &str = "(c|ms|g|h|d|s|C|x|)";
+const TRAILER: &str =
+    "(|||\\|@[0-9.]{0,4}|\\|@0\\.5|\\|@[0-9.]{0,3}\\|x|\\|#a:b|:1\\|c|\\|[0-9]| )";
 
 fn parse_everything(packet: &[u8]) -> usize {
     let mut seen = 0;
@@ -41,6 +50,42 @@ proptest! {
             .filter(|l| !l.is_empty())
             .collect();
         prop_assert_eq!(lines(packet.as_bytes()).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn the_plain_fast_path_agrees_with_the_general_parser(
+        key in KEY,
+        separator in SEPARATOR,
+        value in VALUE,
+        kind in KIND,
+        trailer in TRAILER,
+    ) {
+        let text = format!("{key}{separator}{value}|{kind}{trailer}");
+        let line = text.as_bytes();
+        if let Some((key, sample)) = parse_plain(line) {
+            let Line::Metric(m) = parse_line(line) else {
+                return Err(TestCaseError::fail("general parser saw no metric"));
+            };
+            for sanitize in [true, false] {
+                let mut general_key = Vec::new();
+                m.write_key(&mut general_key, sanitize);
+                prop_assert_eq!(&general_key[..], key);
+            }
+            let samples: Vec<_> = m.samples().collect();
+            prop_assert_eq!(samples, vec![Ok(sample)]);
+        }
+    }
+
+    #[test]
+    fn plain_lines_take_the_fast_path(
+        key in "[a-z][a-z0-9_.]{0,20}",
+        value in "[0-9]{1,4}(\\.[0-9]{1,3})?",
+        kind in "(c|ms|g|h|d)",
+        rate in proptest::option::of("0\\.[0-9]{1,2}"),
+    ) {
+        let rate_part = rate.map(|r| format!("|@{r}")).unwrap_or_default();
+        let line = format!("{key}:{value}|{kind}{rate_part}");
+        prop_assert!(parse_plain(line.as_bytes()).is_some() || rate_part.ends_with("@0.0") || rate_part.ends_with("@0.00"));
     }
 
     #[test]
@@ -116,4 +161,22 @@ proptest! {
         let want: Vec<(String, f64, f64)> = points.iter().map(|(n, t, v)| (n.clone(), *t as f64, *v)).collect();
         prop_assert_eq!(decoded, want);
     }
+}
+
+/// The agreement property above would prove nothing if its inputs never
+/// took the fast path: count how many of a fixed sample do.
+#[test]
+fn the_agreement_inputs_often_take_the_fast_path() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let strategy = (KEY, SEPARATOR, VALUE, KIND, TRAILER);
+    let mut runner = TestRunner::deterministic();
+    let mut accepted = 0;
+    for _ in 0..2000 {
+        let (k, sep, v, t, tr) = strategy.new_tree(&mut runner).unwrap().current();
+        if parse_plain(format!("{k}{sep}{v}|{t}{tr}").as_bytes()).is_some() {
+            accepted += 1;
+        }
+    }
+    assert!(accepted > 50, "only {accepted} of 2000 took the fast path");
 }

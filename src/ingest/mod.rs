@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::aggregate::{Aggregator, ShardBatch};
-use crate::protocol::statsd::{lines, parse_line, Line};
+use crate::protocol::statsd::{lines, parse_line, parse_plain, Line};
 use crate::selfstats::{unix_now_rounded, BatchTally, SelfStats};
 
 /// What every receiver shares.
@@ -35,6 +35,16 @@ impl PacketParser {
         self.tally.packets += 1;
         for line in lines(packet) {
             self.tally.lines += 1;
+            if let Some((key, sample)) = parse_plain(line) {
+                let key_start = self.batch.arena().len();
+                self.batch.arena().extend_from_slice(key);
+                let key_end = self.batch.arena().len();
+                let hash = ctx.aggregator.hash(key);
+                let shard = ctx.aggregator.shard_for(hash);
+                self.batch
+                    .push(shard, hash, (key_start as u32, key_end as u32), &sample);
+                continue;
+            }
             let metric = match parse_line(line) {
                 Line::Metric(m) => m,
                 Line::Event | Line::ServiceCheck => {

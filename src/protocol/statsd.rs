@@ -149,6 +149,54 @@ pub fn parse_line(line: &[u8]) -> Line<'_> {
     })
 }
 
+/// The common line in one pass: `key:value|type` or `key:value|type|@rate`
+/// with a key sanitising leaves unchanged, a value of digits and dots,
+/// type `c`, `ms`, `h`, `d` or `g`, and a rate of digits and dots. Returns
+/// the key and its one sample; `None` for anything else, which then goes
+/// through [`parse_line`]. For every line this accepts, [`parse_line`]
+/// gives the same key and sample (a property test holds it to that); it
+/// only skips the general parser's splitting.
+pub fn parse_plain(line: &[u8]) -> Option<(&[u8], Sample<'_>)> {
+    let digits = |b: u8| b.is_ascii_digit() || b == b'.';
+    let key_end = line.iter().position(|&b| !KEEP[b as usize])?;
+    if key_end == 0 || line[key_end] != b':' {
+        return None;
+    }
+    let rest = &line[key_end + 1..];
+    let value_end = rest.iter().position(|&b| !digits(b))?;
+    if value_end == 0 || rest[value_end] != b'|' {
+        return None;
+    }
+    let value = parse_js_number(&rest[..value_end]).filter(|v| v.is_finite())?;
+    let rest = &rest[value_end + 1..];
+    let type_end = rest.iter().position(|&b| b == b'|').unwrap_or(rest.len());
+    let kind = match &rest[..type_end] {
+        b"c" => SampleKind::Counter,
+        b"ms" | b"h" | b"d" => SampleKind::Timer,
+        b"g" => SampleKind::Gauge { delta: false },
+        _ => return None,
+    };
+    let rate = match rest.get(type_end..) {
+        Some([]) | None => 1.0,
+        Some(field) => {
+            let text = field.strip_prefix(b"|@")?;
+            if text.is_empty() || !text.iter().all(|&b| digits(b)) {
+                return None;
+            }
+            parse_rate(text).ok()?
+        }
+    };
+    Some((
+        &line[..key_end],
+        Sample {
+            kind,
+            value,
+            rate,
+            member: &[],
+        },
+    ))
+}
+
 impl<'a> MetricLine<'a> {
     /// Appends the metric's key to `out`: the raw key plus `;tag` for every
     /// tag (first `;` of a tag to `_`, first `:` to `=`), sanitised as Etsy
