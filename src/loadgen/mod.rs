@@ -121,6 +121,8 @@ pub struct Outcome {
     /// CPU seconds from the first datagram until the target had flushed
     /// the last of what it absorbed.
     pub cpu_seconds: f64,
+    /// CPU seconds used while the sender was sending.
+    pub cpu_while_sending: f64,
     pub peak_rss_kib: u64,
     pub check: Check,
     /// The longest time from a flush's first line to its last at the
@@ -132,6 +134,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Share of one core the target used while the sender was sending.
+    pub fn core_share_while_sending(&self) -> f64 {
+        self.cpu_while_sending / self.send_seconds.max(1e-9)
+    }
+
     pub fn offered_rate(&self) -> f64 {
         self.sent_lines as f64 / self.send_seconds.max(1e-9)
     }
@@ -305,6 +312,7 @@ fn measure(
     let kernel_before = host_udp_errors().map(|e| e.1).unwrap_or(0);
     let (cpu_before, _) = targets::process_usage(child.id());
     let send_seconds = send_all(&socket, &generated.datagrams, w.lines_per_datagram, w.rate);
+    let cpu_sent = targets::process_usage(child.id()).0;
     // Settle: poll until everything is accounted for, or until nothing
     // new arrived for two intervals. The CPU reading is the one taken when
     // the last new aggregate arrived, so idle intervals after the work do
@@ -339,6 +347,7 @@ fn measure(
         absorbed_lines: absorbed(target, listener, expected),
         kernel_rcvbuf_errors: kernel_after.saturating_sub(kernel_before),
         cpu_seconds: cpu_at_last - cpu_before,
+        cpu_while_sending: cpu_sent - cpu_before,
         peak_rss_kib: rss,
         check: check(target, listener, expected),
         flush_span: listener.flush_span().0,
@@ -366,13 +375,14 @@ pub fn report(w: &Workload, outcomes: &[Outcome]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<12} {:>12} {:>12} {:>9} {:>12} {:>8} {:>9} {:>10} {:>9} {:>16}",
+        "{:<12} {:>12} {:>12} {:>9} {:>12} {:>8} {:>7} {:>9} {:>10} {:>9} {:>16}",
         "target",
         "offered l/s",
         "absorbed l/s",
         "loss",
         "kernel drops",
         "CPU s/M",
+        "core %",
         "peak RSS",
         "flush span",
         "delivery",
@@ -386,13 +396,14 @@ pub fn report(w: &Workload, outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<12} {:>12.0} {:>12.0} {:>8.3}% {:>12} {:>8.3} {:>6.1} MB {:>7} ms {:>9} {:>16}{}",
+            "{:<12} {:>12.0} {:>12.0} {:>8.3}% {:>12} {:>8.3} {:>6.0}% {:>6.1} MB {:>7} ms {:>9} {:>16}{}",
             o.target.name(),
             o.offered_rate(),
             o.offered_rate() * (1.0 - o.loss()),
             o.loss() * 100.0,
             o.kernel_rcvbuf_errors,
             o.cpu_per_million(),
+            o.core_share_while_sending() * 100.0,
             o.peak_rss_kib as f64 / 1024.0,
             o.flush_span.as_millis(),
             o.delivery
