@@ -60,6 +60,9 @@ struct BenchArgs {
     /// Lines per second (0: flat out).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Source sockets the sender rotates over, as several clients would.
+    #[arg(long, default_value_t = 1)]
+    sockets: usize,
     /// The targets' flush interval.
     #[arg(long, default_value = "1s")]
     flush: String,
@@ -242,6 +245,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         keys: args.keys,
         lines_per_datagram: args.per_datagram.max(1),
         rate: args.rate,
+        sockets: args.sockets.max(1),
         flush,
         etsy_stats_js: args.etsy,
         sluice_config: args.sluice_config,

@@ -55,11 +55,14 @@ impl Target {
 
 /// Sends every datagram with sendmmsg on a connected socket; paced when
 /// `rate` (lines/s) is set. Returns the seconds it took.
-fn send_all(socket: &UdpSocket, data: &[Vec<u8>], lines_per_datagram: usize, rate: u64) -> f64 {
+fn send_all(sockets: &[UdpSocket], data: &[Vec<u8>], lines_per_datagram: usize, rate: u64) -> f64 {
     const BATCH: usize = 64;
     let started = Instant::now();
     let mut sent_lines = 0u64;
-    for chunk in data.chunks(BATCH) {
+    for (n, chunk) in data.chunks(BATCH).enumerate() {
+        // Batches rotate over the sockets: several clients' source ports,
+        // which SO_REUSEPORT spreads over the target's receivers.
+        let socket = &sockets[n % sockets.len()];
         let mut iov: Vec<libc::iovec> = chunk
             .iter()
             .map(|d| libc::iovec {
@@ -307,11 +310,15 @@ fn measure(
         } else {
             expected.lines_of(Type::Timer) + expected.lines_of(Type::Set)
         };
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
-    socket.connect(("127.0.0.1", port))?;
+    let mut sockets = Vec::new();
+    for _ in 0..w.sockets.max(1) {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.connect(("127.0.0.1", port))?;
+        sockets.push(socket);
+    }
     let kernel_before = host_udp_errors().map(|e| e.1).unwrap_or(0);
     let (cpu_before, _) = targets::process_usage(child.id());
-    let send_seconds = send_all(&socket, &generated.datagrams, w.lines_per_datagram, w.rate);
+    let send_seconds = send_all(&sockets, &generated.datagrams, w.lines_per_datagram, w.rate);
     let cpu_sent = targets::process_usage(child.id()).0;
     // Settle: poll until everything is accounted for, or until nothing
     // new arrived for two intervals. The CPU reading is the one taken when
@@ -364,14 +371,15 @@ pub fn report(w: &Workload, outcomes: &[Outcome]) -> String {
     let rates: Vec<String> = w.sample_rates.iter().map(|r| r.to_string()).collect();
     let _ = writeln!(
         out,
-        "workload: {} lines ({}; sample rates {}) over {} keys, {} lines/datagram, {}, flush {:?}, loopback, one sendmmsg sender",
+        "workload: {} lines ({}; sample rates {}) over {} keys, {} lines/datagram, {}, flush {:?}, loopback, one sendmmsg sender thread, {} source socket(s)",
         w.lines,
         w.mix,
         if rates.is_empty() { "1".to_string() } else { rates.join(", ") },
         w.keys,
         w.lines_per_datagram,
         if w.rate == 0 { "flat out".to_string() } else { format!("{} lines/s", w.rate) },
-        w.flush
+        w.flush,
+        w.sockets.max(1)
     );
     let _ = writeln!(
         out,

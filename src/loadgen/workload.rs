@@ -80,6 +80,8 @@ pub struct Workload {
     pub lines_per_datagram: usize,
     /// Lines per second; 0 = as fast as one sender thread can.
     pub rate: u64,
+    /// Source sockets the one sender thread rotates over (clients).
+    pub sockets: usize,
     pub flush: Duration,
     pub mix: Mix,
     /// Sample rates counters and timers cycle through (gauges and sets
@@ -280,6 +282,7 @@ mod tests {
             keys,
             lines_per_datagram: 25,
             rate: 0,
+            sockets: 1,
             flush: Duration::from_secs(1),
             mix,
             sample_rates: rates.to_vec(),
