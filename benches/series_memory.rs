@@ -43,7 +43,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// Series per type under `cargo bench`; `cargo test --benches` runs this
+/// too, with a quick count instead.
 const SERIES: usize = 1_000_000;
+const QUICK_SERIES: usize = 10_000;
 
 fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")
@@ -55,7 +58,7 @@ fn rss_bytes() -> usize {
 
 /// Creates SERIES series with `line(k)`, flushes once, and returns the
 /// (allocated, RSS) bytes per series the aggregator holds afterwards.
-fn measure(line: &dyn Fn(usize) -> String) -> (f64, f64) {
+fn measure(line: &dyn Fn(usize) -> String, series_wanted: usize) -> (f64, f64) {
     let cfg = Config::from_raw(&RawConfig::default()).expect("default config");
     let before_alloc = LIVE.load(Ordering::Relaxed);
     let before_rss = rss_bytes();
@@ -67,7 +70,7 @@ fn measure(line: &dyn Fn(usize) -> String) -> (f64, f64) {
     };
     let mut parser = PacketParser::default();
     let mut packet = String::new();
-    for k in 0..SERIES {
+    for k in 0..series_wanted {
         packet.push_str(&line(k));
         packet.push('\n');
         if k % 25 == 24 {
@@ -90,10 +93,10 @@ fn measure(line: &dyn Fn(usize) -> String) -> (f64, f64) {
     drop(flusher.flush(1_700_000_000));
     drop(flusher);
     drop(parser);
-    let alloc = (LIVE.load(Ordering::Relaxed) - before_alloc) as f64 / SERIES as f64;
-    let rss = rss_bytes().saturating_sub(before_rss) as f64 / SERIES as f64;
+    let alloc = (LIVE.load(Ordering::Relaxed) - before_alloc) as f64 / series_wanted as f64;
+    let rss = rss_bytes().saturating_sub(before_rss) as f64 / series_wanted as f64;
     let series: usize = aggregator.series().iter().sum();
-    assert!(series >= SERIES, "only {series} series live");
+    assert!(series >= series_wanted, "only {series} series live");
     drop(ctx);
     drop(aggregator);
     (alloc, rss)
@@ -110,22 +113,35 @@ fn main() {
         }),
         ("set", &|k| format!("app.service.users.k{k}:u{k}|s")),
     ];
-    if let Some(kind) = std::env::args().nth(1).filter(|a| !a.starts_with('-')) {
-        if let Some((name, line)) = kinds.iter().find(|(n, _)| *n == kind) {
-            let (alloc, rss) = measure(*line);
+    let args: Vec<String> = std::env::args().collect();
+    if let (Some(kind), Some(count)) = (args.get(1), args.get(2)) {
+        if let (Some((name, line)), Ok(count)) = (
+            kinds.iter().find(|(n, _)| n == kind),
+            count.parse::<usize>(),
+        ) {
+            let (alloc, rss) = measure(*line, count);
             println!(
-                "{name:<8} {alloc:>10.0} B allocated {rss:>10.0} B RSS per idle series ({SERIES} series, key ~30 bytes)"
+                "{name:<8} {alloc:>10.0} B allocated {rss:>10.0} B RSS per idle series ({count} series, keys ~27 bytes)"
             );
+            return;
         }
-        return;
     }
+    let series = if args.iter().any(|a| a == "--bench") {
+        SERIES
+    } else {
+        QUICK_SERIES
+    };
     let Ok(exe) = std::env::current_exe() else {
         eprintln!("cannot find this bench's executable");
         return;
     };
     println!("memory per idle series, by type (after one flush):");
     for (name, _) in kinds {
-        match std::process::Command::new(&exe).arg(name).output() {
+        match std::process::Command::new(&exe)
+            .arg(name)
+            .arg(series.to_string())
+            .output()
+        {
             Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
             Err(e) => eprintln!("{name}: {e}"),
         }
