@@ -5,16 +5,13 @@
 //!
 //! Run: cargo bench --bench hot_path
 
-use std::sync::Arc;
+mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::aggregate::flush::Flusher;
-use sluice::aggregate::Aggregator;
-use sluice::config::{Config, RawConfig};
-use sluice::ingest::{IngestContext, PacketParser};
+use sluice::ingest::PacketParser;
 use sluice::protocol::carbon::{write_line_with, LineTail};
 use sluice::protocol::statsd::{lines, parse_line, Line};
-use sluice::selfstats::{GraphiteStats, SelfStats};
 
 /// Datagrams of 25 lines: 70% counters (some sampled), 15% timers, 10%
 /// gauges, 5% sets, over `keys` distinct keys.
@@ -49,10 +46,6 @@ fn packets(keys: usize, count: usize) -> Vec<Vec<u8>> {
             p.into_bytes()
         })
         .collect()
-}
-
-fn config() -> Config {
-    Config::from_raw(&RawConfig::default()).expect("default config")
 }
 
 fn bench_parse(c: &mut Criterion) {
@@ -91,12 +84,7 @@ fn bench_shard_update(c: &mut Criterion) {
     let mut group = c.benchmark_group("shard_update");
     group.sample_size(20);
     for keys in [20_000usize, 1_000_000] {
-        let cfg = config();
-        let ctx = IngestContext {
-            aggregator: Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats)),
-            selfstats: Arc::new(SelfStats::default()),
-            sanitize_keys: true,
-        };
+        let ctx = support::ingest_context(&support::config());
         // Populate every key first so the bench measures known keys.
         let mut parser = PacketParser::default();
         for chunk in (0..keys).collect::<Vec<_>>().chunks(25) {
@@ -150,13 +138,8 @@ fn bench_shard_update(c: &mut Criterion) {
 
 /// A flusher over `series` counters, each updated once.
 fn flusher_with_counters(series: usize) -> Flusher {
-    let cfg = config();
-    let aggregator = Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats));
-    let ctx = IngestContext {
-        aggregator: aggregator.clone(),
-        selfstats: Arc::new(SelfStats::default()),
-        sanitize_keys: true,
-    };
+    let cfg = support::config();
+    let ctx = support::ingest_context(&cfg);
     let mut parser = PacketParser::default();
     for k in 0..series {
         parser.packet(&ctx, format!("app.service{k}.requests:1|c").as_bytes());
@@ -165,13 +148,7 @@ fn flusher_with_counters(series: usize) -> Flusher {
         }
     }
     parser.commit(&ctx);
-    Flusher::new(
-        aggregator,
-        cfg.stats.clone(),
-        cfg.naming.clone(),
-        ctx.selfstats.clone(),
-        Arc::new(GraphiteStats::new(0)),
-    )
+    support::flusher(&cfg, &ctx)
 }
 
 /// Flush: snapshot, naming (count and rate per counter) and the carbon

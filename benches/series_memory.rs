@@ -7,15 +7,12 @@
 //!
 //! Run: cargo bench --bench series_memory
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::sync::Arc;
 
-use sluice::aggregate::flush::Flusher;
-use sluice::aggregate::Aggregator;
-use sluice::config::{Config, RawConfig};
-use sluice::ingest::{IngestContext, PacketParser};
-use sluice::selfstats::{GraphiteStats, SelfStats};
+use sluice::ingest::PacketParser;
 
 struct Counting;
 
@@ -59,15 +56,11 @@ fn rss_bytes() -> usize {
 /// Creates SERIES series with `line(k)`, flushes once, and returns the
 /// (allocated, RSS) bytes per series the aggregator holds afterwards.
 fn measure(line: &dyn Fn(usize) -> String, series_wanted: usize) -> (f64, f64) {
-    let cfg = Config::from_raw(&RawConfig::default()).expect("default config");
+    let cfg = support::config();
     let before_alloc = LIVE.load(Ordering::Relaxed);
     let before_rss = rss_bytes();
-    let aggregator = Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats));
-    let ctx = IngestContext {
-        aggregator: aggregator.clone(),
-        selfstats: Arc::new(SelfStats::default()),
-        sanitize_keys: true,
-    };
+    let ctx = support::ingest_context(&cfg);
+    let aggregator = ctx.aggregator.clone();
     let mut parser = PacketParser::default();
     let mut packet = String::new();
     for k in 0..series_wanted {
@@ -83,13 +76,7 @@ fn measure(line: &dyn Fn(usize) -> String, series_wanted: usize) -> (f64, f64) {
     parser.commit(&ctx);
     // One flush: interval state goes, the series stay (Etsy's defaults
     // keep every key), as between bursts.
-    let mut flusher = Flusher::new(
-        aggregator.clone(),
-        cfg.stats.clone(),
-        cfg.naming.clone(),
-        ctx.selfstats.clone(),
-        Arc::new(GraphiteStats::new(0)),
-    );
+    let mut flusher = support::flusher(&cfg, &ctx);
     drop(flusher.flush(1_700_000_000));
     drop(flusher);
     drop(parser);

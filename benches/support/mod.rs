@@ -1,0 +1,34 @@
+//! Set-up shared by the benches: an aggregator with its receivers' context
+//! and a flusher over it, all on the default configuration.
+
+use std::sync::Arc;
+
+use sluice::aggregate::flush::Flusher;
+use sluice::aggregate::Aggregator;
+use sluice::config::{Config, RawConfig};
+use sluice::ingest::IngestContext;
+use sluice::selfstats::{GraphiteStats, SelfStats};
+
+pub fn config() -> Config {
+    Config::from_raw(&RawConfig::default()).expect("default config")
+}
+
+/// A fresh aggregator and the context receivers parse into it with.
+pub fn ingest_context(cfg: &Config) -> IngestContext {
+    IngestContext {
+        aggregator: Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats)),
+        selfstats: Arc::new(SelfStats::default()),
+        sanitize_keys: true,
+    }
+}
+
+/// A flusher over the context's aggregator.
+pub fn flusher(cfg: &Config, ctx: &IngestContext) -> Flusher {
+    Flusher::new(
+        ctx.aggregator.clone(),
+        cfg.stats.clone(),
+        cfg.naming.clone(),
+        ctx.selfstats.clone(),
+        Arc::new(GraphiteStats::new(0)),
+    )
+}
