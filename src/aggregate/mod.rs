@@ -322,10 +322,16 @@ pub struct ShardBatch {
     cursor: Vec<u32>,
 }
 
-struct Pending {
-    shard: u32,
+/// A key written into a [`ShardBatch`], with its hash and shard.
+#[derive(Debug, Clone, Copy)]
+pub struct QueuedKey {
+    range: (u32, u32),
     hash: u64,
-    key: (u32, u32),
+    shard: u32,
+}
+
+struct Pending {
+    key: QueuedKey,
     member: (u32, u32),
     kind: SampleKind,
     value: f64,
@@ -333,14 +339,30 @@ struct Pending {
 }
 
 impl ShardBatch {
-    /// The arena to write a key into; pass the range back to [`push`].
-    pub fn arena(&mut self) -> &mut Vec<u8> {
-        &mut self.arena
+    /// Adds a key that `write` appends to the batch's arena, hashed once
+    /// for its shard and its map lookup.
+    pub fn add_key(
+        &mut self,
+        aggregator: &Aggregator,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> QueuedKey {
+        let start = self.arena.len();
+        write(&mut self.arena);
+        let hash = aggregator.hash(&self.arena[start..]);
+        QueuedKey {
+            range: (start as u32, self.arena.len() as u32),
+            hash,
+            shard: aggregator.shard_for(hash) as u32,
+        }
     }
 
-    /// Queues one sample whose key is `arena[key.0..key.1]`, with the
-    /// key's hash and shard.
-    pub fn push(&mut self, shard: usize, hash: u64, key: (u32, u32), sample: &Sample<'_>) {
+    /// Takes back the key added last, when no sample of its line was good.
+    pub fn drop_key(&mut self, key: QueuedKey) {
+        self.arena.truncate(key.range.0 as usize);
+    }
+
+    /// Queues one sample of `key`.
+    pub fn push(&mut self, key: QueuedKey, sample: &Sample<'_>) {
         let member = if sample.kind == SampleKind::Set {
             let start = self.arena.len() as u32;
             self.arena.extend_from_slice(sample.member);
@@ -349,8 +371,6 @@ impl ShardBatch {
             (0, 0)
         };
         self.pending.push(Pending {
-            shard: shard as u32,
-            hash,
             key,
             member,
             kind: sample.kind,
@@ -371,7 +391,7 @@ impl ShardBatch {
         self.starts.clear();
         self.starts.resize(shards + 1, 0);
         for p in &self.pending {
-            self.starts[p.shard as usize + 1] += 1;
+            self.starts[p.key.shard as usize + 1] += 1;
         }
         for i in 0..shards {
             self.starts[i + 1] += self.starts[i];
@@ -381,7 +401,7 @@ impl ShardBatch {
         self.cursor.clear();
         self.cursor.extend_from_slice(&self.starts);
         for (i, p) in self.pending.iter().enumerate() {
-            let slot = &mut self.cursor[p.shard as usize];
+            let slot = &mut self.cursor[p.key.shard as usize];
             self.order[*slot as usize] = i as u32;
             *slot += 1;
         }
@@ -394,14 +414,14 @@ impl ShardBatch {
             let pending = &self.pending;
             let samples = self.order[from..to].iter().map(|&i| {
                 let p = &pending[i as usize];
-                let key = &arena[p.key.0 as usize..p.key.1 as usize];
+                let key = &arena[p.key.range.0 as usize..p.key.range.1 as usize];
                 let sample = Sample {
                     kind: p.kind,
                     value: p.value,
                     rate: p.rate,
                     member: &arena[p.member.0 as usize..p.member.1 as usize],
                 };
-                (p.hash, key, sample)
+                (p.key.hash, key, sample)
             });
             aggregator.apply(shard, samples);
         }

@@ -36,13 +36,10 @@ impl PacketParser {
         for line in lines(packet) {
             self.tally.lines += 1;
             if let Some((key, sample)) = parse_plain(line) {
-                let key_start = self.batch.arena().len();
-                self.batch.arena().extend_from_slice(key);
-                let key_end = self.batch.arena().len();
-                let hash = ctx.aggregator.hash(key);
-                let shard = ctx.aggregator.shard_for(hash);
-                self.batch
-                    .push(shard, hash, (key_start as u32, key_end as u32), &sample);
+                let key = self
+                    .batch
+                    .add_key(&ctx.aggregator, |arena| arena.extend_from_slice(key));
+                self.batch.push(key, &sample);
                 continue;
             }
             let metric = match parse_line(line) {
@@ -52,17 +49,14 @@ impl PacketParser {
                     continue;
                 }
             };
-            let key_start = self.batch.arena().len();
-            metric.write_key(self.batch.arena(), ctx.sanitize_keys);
-            let key_end = self.batch.arena().len();
-            let hash = ctx.aggregator.hash(&self.batch.arena()[key_start..key_end]);
-            let shard = ctx.aggregator.shard_for(hash);
+            let key = self.batch.add_key(&ctx.aggregator, |arena| {
+                metric.write_key(arena, ctx.sanitize_keys)
+            });
             let mut pushed = false;
             for sample in metric.samples() {
                 match sample {
                     Ok(sample) => {
-                        self.batch
-                            .push(shard, hash, (key_start as u32, key_end as u32), &sample);
+                        self.batch.push(key, &sample);
                         pushed = true;
                     }
                     Err(why) => {
@@ -72,7 +66,7 @@ impl PacketParser {
                 }
             }
             if !pushed {
-                self.batch.arena().truncate(key_start);
+                self.batch.drop_key(key);
             }
         }
     }
