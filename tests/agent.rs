@@ -5,21 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{send_tcp, send_udp, write_file, CarbonCapture, Sluice};
+use common::{
+    send_tcp, send_udp, start_flushing_to, write_file, CarbonCapture, Sluice, SPEC_EXAMPLE,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn start(capture: &CarbonCapture, extra: &[&str]) -> Sluice {
-    let carbon = capture.addr.to_string();
-    let mut args = vec![
-        "--no-whisper",
-        "--flush-interval",
-        "1s",
-        "--carbon",
-        &carbon,
-    ];
-    args.extend_from_slice(extra);
-    Sluice::start(&args)
+    start_flushing_to(capture, extra)
 }
 
 /// The worked example of specs/etsy-statsd.md 12.1, every type at once.
@@ -38,20 +31,7 @@ histogram = [{ metric = "lat", bins = [100, 250.5, "inf"] }]
     );
     let sluice = start(&capture, &["--config", config.to_str().unwrap()]);
     capture.next_flush(WAIT);
-    let datagrams: &[&[u8]] = &[
-        b"hits:1|c\nhits:2|c|@0.5\nhits:3|c",
-        b"err:1|c|@0.1",
-        b"lat:100|ms\nlat:200|ms\nlat:300|ms|@0.5\nlat:50|ms",
-        b"lat:400|ms:120|ms\n\n",
-        b"temp:50|g\ntemp:+10|g\ntemp:-5|g",
-        b"neg:-3|g",
-        b"users:alice|s\nusers:bob|s\nusers:alice|s\n",
-        b"nocolon|c\nbad:abc|c\nnegtimer:-1|ms",
-        b"odd:5|c",
-        b"my key/with+junk:1|c",
-        b"tagged:1|c|#env:prod,region:eu",
-    ];
-    send_udp(sluice.udp, datagrams);
+    send_udp(sluice.udp, SPEC_EXAMPLE);
     let f = capture.flush_with("stats.hits", WAIT);
     let expect: &[(&str, f64)] = &[
         ("stats.statsd.bad_lines_seen", 3.0),

@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, send_tcp, send_udp, write_file, CarbonCapture, Flush, Sluice};
+use common::{
+    free_port, send_tcp, send_udp, write_file, CarbonCapture, Flush, Sluice, SPEC_EXAMPLE,
+};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -241,19 +243,7 @@ fn legacy_group() -> Group {
         }),
         sluice: "percent_thresholds = [90, -10, 50]\nhistogram = [{ metric = \"lat\", bins = [100, 250.5, \"inf\"] }]\n",
         cases: vec![
-            udp("spec 12.1 worked example", &[
-                b"hits:1|c\nhits:2|c|@0.5\nhits:3|c",
-                b"err:1|c|@0.1",
-                b"lat:100|ms\nlat:200|ms\nlat:300|ms|@0.5\nlat:50|ms",
-                b"lat:400|ms:120|ms\n\n",
-                b"temp:50|g\ntemp:+10|g\ntemp:-5|g",
-                b"neg:-3|g",
-                b"users:alice|s\nusers:bob|s\nusers:alice|s\n",
-                b"nocolon|c\nbad:abc|c\nnegtimer:-1|ms",
-                b"odd:5|c",
-                b"my key/with+junk:1|c",
-                b"tagged:1|c|#env:prod,region:eu",
-            ]),
+            udp("spec 12.1 worked example", SPEC_EXAMPLE),
             udp("idle flush after the example", &[]),
             udp("plain counter", &[b"a:1|c"]),
             udp("sampled counter", &[b"b:3|c|@0.25"]),

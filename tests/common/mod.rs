@@ -282,13 +282,26 @@ impl Drop for Sluice {
     }
 }
 
-/// sluice without the whisper store, flushing every second to a fresh
-/// capturing carbon listener, with `config` (TOML) written to `dir` as its
-/// config file and `extra` flags.
-pub fn start_captured(dir: &Path, config: &str, extra: &[&str]) -> (Sluice, CarbonCapture) {
-    let capture = CarbonCapture::start();
+/// The datagrams of the worked example in specs/etsy-statsd.md 12.1: every
+/// type at once, with sample rates, deltas, bad lines and tags.
+pub const SPEC_EXAMPLE: &[&[u8]] = &[
+    b"hits:1|c\nhits:2|c|@0.5\nhits:3|c",
+    b"err:1|c|@0.1",
+    b"lat:100|ms\nlat:200|ms\nlat:300|ms|@0.5\nlat:50|ms",
+    b"lat:400|ms:120|ms\n\n",
+    b"temp:50|g\ntemp:+10|g\ntemp:-5|g",
+    b"neg:-3|g",
+    b"users:alice|s\nusers:bob|s\nusers:alice|s\n",
+    b"nocolon|c\nbad:abc|c\nnegtimer:-1|ms",
+    b"odd:5|c",
+    b"my key/with+junk:1|c",
+    b"tagged:1|c|#env:prod,region:eu",
+];
+
+/// sluice without the whisper store, flushing every second to `capture`,
+/// with `extra` flags.
+pub fn start_flushing_to(capture: &CarbonCapture, extra: &[&str]) -> Sluice {
     let carbon = capture.addr.to_string();
-    let path = write_file(dir, "sluice.toml", config);
     let mut args = vec![
         "--no-whisper",
         "--flush-interval",
@@ -296,10 +309,19 @@ pub fn start_captured(dir: &Path, config: &str, extra: &[&str]) -> (Sluice, Carb
         "--carbon",
         &carbon,
     ];
-    let path_text = path.to_str().expect("utf-8 path").to_string();
-    args.extend(["--config", path_text.as_str()]);
     args.extend_from_slice(extra);
-    (Sluice::start(&args), capture)
+    Sluice::start(&args)
+}
+
+/// [`start_flushing_to`] a fresh capturing carbon listener, with `config`
+/// (TOML) written to `dir` as its config file.
+pub fn start_captured(dir: &Path, config: &str, extra: &[&str]) -> (Sluice, CarbonCapture) {
+    let capture = CarbonCapture::start();
+    let path = write_file(dir, "sluice.toml", config);
+    let path_text = path.to_str().expect("utf-8 path").to_string();
+    let mut args = vec!["--config", path_text.as_str()];
+    args.extend_from_slice(extra);
+    (start_flushing_to(&capture, &args), capture)
 }
 
 /// Sends each datagram to `to` from a fresh loopback socket.
