@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
+scripts/whisper-fixtures.sh
 cargo build --locked --all-targets
 cargo test --locked --all-targets
 scripts/package-test.sh

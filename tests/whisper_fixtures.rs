@@ -1,6 +1,7 @@
 //! Byte compatibility with Python whisper 1.1.10 (CPython 3.11): every case
-//! of shared/whisper-fixtures/manifest.json is replayed through sluice's
-//! whisper writer and the file must equal the reference byte for byte.
+//! of the reference manifest (made by scripts/whisper-fixtures.sh from
+//! tests/fixtures/whisper_reference.py) is replayed through sluice's whisper
+//! writer and the file must equal Python's byte for byte.
 
 use std::path::PathBuf;
 
@@ -10,12 +11,10 @@ use sluice::sink::whisper::format::{Aggregation, WhisperFile};
 fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("SLUICE_WHISPER_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/whisper-fixtures")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/whisper-fixtures"));
     assert!(
         dir.join("manifest.json").exists(),
-        "whisper fixtures not found at {} (set SLUICE_WHISPER_FIXTURES)",
+        "whisper fixtures not found at {}: run scripts/whisper-fixtures.sh (scripts/test.sh does)",
         dir.display()
     );
     dir
@@ -99,7 +98,7 @@ fn all_fixture_cases_are_byte_identical() {
         }
         drop(file);
         let got = std::fs::read(&path).unwrap();
-        let expected = std::fs::read(dir.join("py311").join(format!("{name}.wsp"))).unwrap();
+        let expected = std::fs::read(dir.join(format!("{name}.wsp"))).unwrap();
         if got != expected {
             failures.push(format!("{name}:\n{}", describe_diff(&expected, &got)));
         }
@@ -117,7 +116,7 @@ fn reads_python_files_back() {
     let dir = fixtures_dir();
     // agg_average: 10 s points at now-90..now, and the 60 s archive.
     let now = 1_700_000_000;
-    let mut f = WhisperFile::open_read(&dir.join("py311/agg_average.wsp")).unwrap();
+    let mut f = WhisperFile::open_read(&dir.join("agg_average.wsp")).unwrap();
     let fetched = f.fetch(now - 100, Some(now), now).unwrap().unwrap();
     assert_eq!(fetched.step, 10);
     let known: Vec<f64> = fetched.values.iter().flatten().copied().collect();

@@ -207,8 +207,9 @@ print(json.dumps(out))
 
 #[test]
 fn sluice_reads_python_written_files_like_python() {
-    let fixtures =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/whisper-fixtures/py311");
+    let fixtures = std::env::var_os("SLUICE_WHISPER_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/whisper-fixtures"));
     let mut files: Vec<String> = std::fs::read_dir(&fixtures)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -4,7 +4,7 @@
 //! aggregation methods, `fetch` and `info`.
 //!
 //! Every operation takes `now` explicitly, so the same calls give the same
-//! bytes as Python's (tests replay shared/whisper-fixtures). I/O is
+//! bytes as Python's (tests replay Python's reference files). I/O is
 //! positional (pread/pwrite); the header is read once per open file and the
 //! base timestamp of each archive is cached.
 
