@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sluice::selfstats::SelfStats;
-use sluice::sink::whisper::schema::Schemas;
-use sluice::sink::whisper::store::{open_file_budget, StoreSettings, Writer};
 use sluice::sink::PointBatch;
+use sluice::store::schema::Schemas;
+use sluice::store::writer::{open_file_budget, StoreSettings, Writer};
 
 const POINTS_PER_FILE: usize = 5;
 

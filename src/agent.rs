@@ -26,10 +26,11 @@ use crate::ingest::{tcp, udp, IngestContext};
 use crate::selfstats::{unix_now_f64, unix_now_rounded, GraphiteStats, SelfStats};
 use crate::sink::carbon::CarbonForwarder;
 use crate::sink::console::ConsoleSink;
-use crate::sink::whisper::schema::Schemas;
-use crate::sink::whisper::store::{open_file_budget, prepare_root, StoreSettings, WhisperSink};
+use crate::sink::whisper::WhisperSink;
 use crate::sink::PointBatch;
 use crate::sink::{SinkHandle, SinkMonitor};
+use crate::store::schema::Schemas;
+use crate::store::writer::{open_file_budget, prepare_root, StoreSettings};
 
 /// Listening sockets, bound before the agent runs.
 pub struct BoundSockets {

@@ -265,7 +265,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn whisper_tool(tool: WhisperCommand) -> anyhow::Result<()> {
-    use sluice::sink::whisper::tools;
+    use sluice::store::tools;
     let text = match tool {
         WhisperCommand::Info { file, json } => {
             tools::info(&file, json).with_context(|| file.display().to_string())?

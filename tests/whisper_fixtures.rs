@@ -6,12 +6,14 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use sluice::sink::whisper::format::{Aggregation, WhisperFile};
+use sluice::store::format::{Aggregation, WhisperFile};
 
 fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("SLUICE_WHISPER_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/whisper-fixtures"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/whisper-fixtures")
+        });
     assert!(
         dir.join("manifest.json").exists(),
         "whisper fixtures not found at {}: run scripts/whisper-fixtures.sh (scripts/test.sh does)",

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{send_tcp, send_udp, write_file, Sluice};
 use serde_json::Value;
-use sluice::sink::whisper::format::WhisperFile;
+use sluice::store::format::WhisperFile;
 
 fn python() -> PathBuf {
     let path = std::env::var_os("SLUICE_PYTHON")
@@ -209,7 +209,9 @@ print(json.dumps(out))
 fn sluice_reads_python_written_files_like_python() {
     let fixtures = std::env::var_os("SLUICE_WHISPER_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/whisper-fixtures"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/whisper-fixtures")
+        });
     let mut files: Vec<String> = std::fs::read_dir(&fixtures)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

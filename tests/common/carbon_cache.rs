@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::free_port;
-use sluice::sink::whisper::format::WhisperFile;
-use sluice::sink::whisper::store::metric_path;
+use sluice::store::format::WhisperFile;
+use sluice::store::path::metric_path;
 
 pub const CARBON_CACHE: &str = "/usr/bin/carbon-cache";
 

@@ -1,5 +1,5 @@
-//! The whisper sink: flushed points into whisper files under a root
-//! directory, on writer threads of their own.
+//! Writing points into the store's whisper files, on writer threads of
+//! their own.
 //!
 //! Each writer owns a fixed share of the metrics (by hash of the name), a
 //! bounded queue of flushes and a bounded cache of open files. A writer that
@@ -15,13 +15,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
-
 use super::format::{WhisperError, WhisperFile};
+use super::path::metric_path;
 use super::schema::Schemas;
+use crate::point::PointBatch;
 use crate::selfstats::{unix_now_rounded, SelfStats};
-use crate::sink::{PointBatch, Sink};
 
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
@@ -33,125 +31,28 @@ pub struct StoreSettings {
     pub max_open_files: usize,
 }
 
-/// Why a metric name cannot become a file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadName {
-    #[error("empty name")]
-    Empty,
-    #[error("control character or NUL in name")]
-    Control,
-    #[error("'/' or '\\' in name")]
-    Slash,
-    #[error("a name component is longer than 255 bytes")]
-    TooLong,
+/// The store's writer threads: each owns a hash share of the metrics, a
+/// bounded queue of flushes and a cache of open files.
+pub struct WriterPool {
+    queues: Vec<SyncSender<Arc<PointBatch>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stats: Arc<SelfStats>,
 }
 
-/// carbon's file for a metric, relative to the root: dots become
-/// directories (`a.b.c` -> `a/b/c.wsp`), empty components vanish, a leading
-/// `~` is dropped, and tagged names (`name;k=v`) go to
-/// `_tagged/abc/def/<sha256>.wsp` as carbon stores them. Anything that
-/// could leave the root or is unsafe in a path is refused.
-pub fn metric_path(name: &str) -> Result<PathBuf, BadName> {
-    if name.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return Err(BadName::Control);
-    }
-    if name.contains(';') {
-        let normalized = normalize_tagged(name).unwrap_or_else(|| name.to_string());
-        let hash = Sha256::digest(normalized.as_bytes());
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        return Ok(PathBuf::from("_tagged")
-            .join(&hex[0..3])
-            .join(&hex[3..6])
-            .join(format!("{hex}.wsp")));
-    }
-    if name.contains(['/', '\\']) {
-        return Err(BadName::Slash);
-    }
-    let name = name.trim_start_matches('~');
-    let mut path = PathBuf::new();
-    let mut components = name.split('.').filter(|c| !c.is_empty()).peekable();
-    if components.peek().is_none() {
-        return Err(BadName::Empty);
-    }
-    while let Some(c) = components.next() {
-        // ".wsp" adds 4 bytes to the last component.
-        let limit = if components.peek().is_none() {
-            251
-        } else {
-            255
-        };
-        if c.len() > limit {
-            return Err(BadName::TooLong);
-        }
-        if components.peek().is_none() {
-            path.push(format!("{c}.wsp"));
-        } else {
-            path.push(c);
-        }
-    }
-    Ok(path)
-}
-
-/// carbon's TaggedSeries normal form: `name;a=1;b=2` with tags sorted as
-/// whole `;k=v` strings, the last of a repeated tag kept, `name=` dropped.
-/// `None` when carbon would fail to parse it (then the raw name is hashed).
-fn normalize_tagged(raw: &str) -> Option<String> {
-    let mut parts = raw.split(';');
-    let metric = parts.next().filter(|m| !m.is_empty())?;
-    let mut tags: Vec<(&str, &str)> = Vec::new();
-    for tag in parts {
-        let (key, value) = tag.split_once('=')?;
-        if key.is_empty()
-            || key.contains(['!', '^', '='])
-            || value.is_empty()
-            || value.starts_with('~')
-        {
-            return None;
-        }
-        tags.retain(|(k, _)| *k != key);
-        tags.push((key, value));
-    }
-    let mut rendered: Vec<String> = tags
-        .iter()
-        .filter(|(k, _)| *k != "name")
-        .map(|(k, v)| format!(";{k}={v}"))
-        .collect();
-    rendered.sort();
-    Some(format!("{metric}{}", rendered.concat()))
-}
-
-pub struct WhisperSink {
-    settings: StoreSettings,
-    schemas: Arc<Schemas>,
-    pub stats: Arc<SelfStats>,
-}
-
-impl WhisperSink {
-    pub fn new(settings: StoreSettings, schemas: Schemas, stats: Arc<SelfStats>) -> WhisperSink {
-        WhisperSink {
-            settings,
-            schemas: Arc::new(schemas),
-            stats,
-        }
-    }
-}
-
-impl Sink for WhisperSink {
-    fn describe(&self) -> String {
-        format!("whisper {}", self.settings.root.display())
-    }
-
-    async fn run(self, mut batches: mpsc::Receiver<Arc<PointBatch>>) {
-        let writers = self.settings.writers.max(1);
+impl WriterPool {
+    /// Starts `settings.writers` writer threads.
+    pub fn start(settings: &StoreSettings, schemas: Schemas, stats: Arc<SelfStats>) -> WriterPool {
+        let schemas = Arc::new(schemas);
+        let writers = settings.writers.max(1);
         let router = ahash::RandomState::with_seeds(1, 2, 3, 4);
-        let mut queues: Vec<SyncSender<Arc<PointBatch>>> = Vec::new();
+        let mut queues = Vec::new();
         let mut threads = Vec::new();
         for index in 0..writers {
-            let (tx, rx) = sync_channel(self.settings.queue_flushes.max(1));
+            let (tx, rx) = sync_channel(settings.queue_flushes.max(1));
             let mut writer = Writer::new(
-                &self.settings,
-                self.schemas.clone(),
-                self.stats.clone(),
+                settings,
+                schemas.clone(),
+                stats.clone(),
                 (index, writers, router.clone()),
             );
             let thread = std::thread::Builder::new()
@@ -165,36 +66,45 @@ impl Sink for WhisperSink {
                 Err(e) => tracing::error!(error = %e, "cannot start a whisper writer thread"),
             }
         }
-        while let Some(batch) = batches.recv().await {
-            for queue in &queues {
-                match queue.try_send(batch.clone()) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                        // This writer's share of the batch is lost; the share
-                        // is roughly len / writers.
-                        let lost = (batch.len() / writers).max(1) as u64;
-                        let total = self
-                            .stats
-                            .whisper_points_dropped
-                            .fetch_add(lost, Ordering::Relaxed)
-                            + lost;
-                        tracing::warn!(
-                            dropped_total = total,
-                            "whisper writer queue full; flush dropped"
-                        );
-                    }
+        WriterPool {
+            queues,
+            threads,
+            stats,
+        }
+    }
+
+    /// Queues a batch for every writer without blocking; a writer whose
+    /// queue is full loses its share of it (counted and logged).
+    pub fn submit(&self, batch: &Arc<PointBatch>) {
+        let writers = self.queues.len().max(1);
+        for queue in &self.queues {
+            match queue.try_send(batch.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    // This writer's share of the batch is lost; the share
+                    // is roughly len / writers.
+                    let lost = (batch.len() / writers).max(1) as u64;
+                    let total = self
+                        .stats
+                        .whisper_points_dropped
+                        .fetch_add(lost, Ordering::Relaxed)
+                        + lost;
+                    tracing::warn!(
+                        dropped_total = total,
+                        "whisper writer queue full; flush dropped"
+                    );
                 }
             }
         }
-        drop(queues);
-        let joined = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
+    }
+
+    /// Lets the writers finish what is queued and waits for them (blocking).
+    pub fn finish(self) {
+        drop(self.queues);
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a whisper writer thread panicked");
             }
-        })
-        .await;
-        if joined.is_err() {
-            tracing::error!("a whisper writer thread panicked");
         }
     }
 }
@@ -446,66 +356,4 @@ pub fn prepare_root(root: &Path) -> std::io::Result<()> {
     let probe = root.join(".sluice-write-test");
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_map_like_carbon() {
-        assert_eq!(metric_path("a.b.c").unwrap(), PathBuf::from("a/b/c.wsp"));
-        assert_eq!(metric_path("a..b").unwrap(), PathBuf::from("a/b.wsp"));
-        assert_eq!(metric_path(".lead").unwrap(), PathBuf::from("lead.wsp"));
-        assert_eq!(
-            metric_path("~edge.tilde").unwrap(),
-            PathBuf::from("edge/tilde.wsp")
-        );
-        assert_eq!(
-            metric_path("disk.used;host=a;dc=x").unwrap(),
-            PathBuf::from("_tagged/f91/0bf/f910bf03defc89594eec6f4dbea9d0c93aa254890df840f081ea8a760d78ece7.wsp")
-        );
-    }
-
-    #[test]
-    fn hostile_names_never_leave_the_root() {
-        for hostile in [
-            "../../etc/passwd",
-            "/etc/passwd",
-            "a/../../b",
-            "..",
-            "...",
-            "",
-            "a\0b",
-            "a\nb",
-            "a\\b",
-            "~",
-            &"x".repeat(300),
-        ] {
-            if let Ok(p) = metric_path(hostile) {
-                assert!(p.is_relative(), "{hostile:?} -> {p:?}");
-                assert!(
-                    p.components()
-                        .all(|c| matches!(c, std::path::Component::Normal(_))),
-                    "{hostile:?} -> {p:?}"
-                );
-            }
-        }
-        assert_eq!(metric_path("../../etc/passwd"), Err(BadName::Slash));
-        assert_eq!(metric_path(".."), Err(BadName::Empty));
-        assert_eq!(metric_path("a\0b"), Err(BadName::Control));
-        assert_eq!(metric_path(&"x".repeat(300)), Err(BadName::TooLong));
-    }
-
-    #[test]
-    fn tag_normalisation() {
-        assert_eq!(
-            normalize_tagged("disk.used;host=a;dc=x").unwrap(),
-            "disk.used;dc=x;host=a"
-        );
-        assert_eq!(normalize_tagged("m;a=1;a=2").unwrap(), "m;a=2");
-        assert_eq!(normalize_tagged("m;name=z;b=1").unwrap(), "m;b=1");
-        assert_eq!(normalize_tagged("m;bad"), None);
-        assert_eq!(normalize_tagged(";a=1"), None);
-    }
 }

@@ -16,8 +16,8 @@ use super::format::{validate_archives, Aggregation};
 
 /// Built-in copies of the shipped config/ files, used when the config names
 /// none, so a bare `sluice` writes sensible StatsD retention.
-pub const DEFAULT_SCHEMAS: &str = include_str!("../../../config/storage-schemas.conf");
-pub const DEFAULT_AGGREGATION: &str = include_str!("../../../config/storage-aggregation.conf");
+pub const DEFAULT_SCHEMAS: &str = include_str!("../../config/storage-schemas.conf");
+pub const DEFAULT_AGGREGATION: &str = include_str!("../../config/storage-aggregation.conf");
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]

@@ -1,0 +1,49 @@
+//! The whisper sink: a thin adapter that hands each flush to the store's
+//! writer threads ([`crate::store::writer::WriterPool`]).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::point::PointBatch;
+use crate::selfstats::SelfStats;
+use crate::sink::Sink;
+use crate::store::schema::Schemas;
+use crate::store::writer::{StoreSettings, WriterPool};
+
+/// Flushes into the embedded whisper store.
+pub struct WhisperSink {
+    settings: StoreSettings,
+    schemas: Schemas,
+    stats: Arc<SelfStats>,
+}
+
+impl WhisperSink {
+    /// A sink writing under `settings.root` with these schemas.
+    pub fn new(settings: StoreSettings, schemas: Schemas, stats: Arc<SelfStats>) -> WhisperSink {
+        WhisperSink {
+            settings,
+            schemas,
+            stats,
+        }
+    }
+}
+
+impl Sink for WhisperSink {
+    fn describe(&self) -> String {
+        format!("whisper {}", self.settings.root.display())
+    }
+
+    async fn run(self, mut batches: mpsc::Receiver<Arc<PointBatch>>) {
+        let pool = WriterPool::start(&self.settings, self.schemas, self.stats);
+        while let Some(batch) = batches.recv().await {
+            pool.submit(&batch);
+        }
+        if tokio::task::spawn_blocking(move || pool.finish())
+            .await
+            .is_err()
+        {
+            tracing::error!("the whisper writers could not be joined");
+        }
+    }
+}
