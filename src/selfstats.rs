@@ -32,6 +32,9 @@ pub struct SelfStats {
     /// Whisper store: points written and files created (not emitted).
     pub whisper_points_written: AtomicU64,
     pub whisper_files_created: AtomicU64,
+    /// Whisper store: empty or header-only files (left by an interrupted
+    /// creation) replaced by a new file.
+    pub whisper_files_replaced: AtomicU64,
     /// Datagrams the kernel dropped on our sockets (SO_RXQ_OVFL): the
     /// interval's part and the total since start.
     pub kernel_dropped: AtomicU64,

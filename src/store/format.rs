@@ -223,21 +223,59 @@ impl Header {
                 }
             })
             .collect::<Vec<_>>();
-        for a in &archives {
-            let end = u64::from(a.offset) + u64::from(a.points) * POINT_SIZE;
-            if a.seconds_per_point == 0 || a.points == 0 || end > len {
-                return Err(WhisperError::Corrupt(format!(
-                    "archive at offset {} ({} points of {} s) lies outside the {len}-byte file",
-                    a.offset, a.points, a.seconds_per_point
-                )));
-            }
-        }
-        Ok(Header {
+        let header = Header {
             aggregation,
             max_retention: word(4),
             x_files_factor,
             archives,
-        })
+        };
+        header.check_layout(len)?;
+        Ok(header)
+    }
+
+    /// Refuses a header that whisper itself could not have written: every
+    /// later size (reads, roll-ups, fetch results) is derived from it, so a
+    /// crafted one must not get past here. The archives must be in
+    /// precision order and pass whisper's validateArchiveList, lie back to
+    /// back right after the header, end inside the file, and the stored
+    /// maximum retention must be the longest archive's.
+    fn check_layout(&self, file_len: u64) -> Result<()> {
+        let corrupt = |why: String| Err(WhisperError::Corrupt(why));
+        let pairs: Vec<(u32, u32)> = self
+            .archives
+            .iter()
+            .map(|a| (a.seconds_per_point, a.points))
+            .collect();
+        if pairs.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return corrupt("archives are not in increasing precision order".into());
+        }
+        if let Err(why) = validate_archives(&pairs) {
+            return corrupt(format!("invalid archive list: {why}"));
+        }
+        let mut expected = METADATA_SIZE + ARCHIVE_INFO_SIZE * self.archives.len() as u64;
+        for (i, a) in self.archives.iter().enumerate() {
+            if u64::from(a.offset) != expected {
+                return corrupt(format!(
+                    "archive {i} starts at byte {} instead of {expected}",
+                    a.offset
+                ));
+            }
+            expected += u64::from(a.points) * POINT_SIZE;
+        }
+        if expected > file_len {
+            return corrupt(format!(
+                "the archives need {expected} bytes but the file has {file_len}"
+            ));
+        }
+        let longest = self.archives.iter().map(ArchiveInfo::retention).max();
+        if longest != Some(i64::from(self.max_retention)) {
+            return corrupt(format!(
+                "maxRetention {} is not the longest archive's retention ({})",
+                self.max_retention,
+                longest.unwrap_or(0)
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -357,32 +395,49 @@ impl WhisperFile {
             x_files_factor: x_files_factor as f32,
             archives: infos,
         };
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-        {
+        // Made whole under a temporary name in the same directory, then
+        // linked into place without replacing anything: a kill at any
+        // point leaves either no file or a complete one (and at worst a
+        // hidden `.sluice-*.wsp.tmp` that no reader takes for a metric).
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".sluice-")
+            .suffix(".wsp.tmp")
+            .tempfile_in(dir)?;
+        temp.as_file().write_all_at(&header.encode(), 0)?;
+        temp.as_file().set_len(offset)?;
+        let file = match temp.persist_noclobber(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(WhisperError::Exists(path.display().to_string()))
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e.error.into()),
         };
-        let written = file
-            .write_all_at(&header.encode(), 0)
-            .and_then(|_| file.set_len(offset));
-        if let Err(e) = written {
-            // Never leave a half-made file behind (whisper does the same).
-            let _ = std::fs::remove_file(path);
-            return Err(e.into());
-        }
         let bases = vec![Some(0); header.archives.len()];
         Ok(WhisperFile {
             file,
             header,
             bases,
         })
+    }
+
+    /// True when `path` can only be what an interrupted creation leaves:
+    /// empty, or no longer than its own header (older sluice versions
+    /// created files in three steps, and a kill between them left these).
+    /// Such a file holds no data and may be replaced; anything else is not.
+    pub fn is_interrupted_creation(path: &Path) -> io::Result<bool> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len < METADATA_SIZE {
+            return Ok(true);
+        }
+        let mut meta = [0u8; METADATA_SIZE as usize];
+        file.read_exact_at(&mut meta, 0)?;
+        let count = u64::from(u32::from_be_bytes([meta[12], meta[13], meta[14], meta[15]]));
+        Ok((1..=1024).contains(&count) && len <= METADATA_SIZE + ARCHIVE_INFO_SIZE * count)
     }
 
     /// Opens an existing file for reading and writing.
@@ -653,7 +708,16 @@ impl WhisperFile {
             until_interval += step;
         }
         let base = self.base(archive)?;
-        let wanted = ((until_interval - from_interval) / step) as usize;
+        // The header check bounds this by the archive's points; refuse
+        // anything else rather than allocate what a file or request says.
+        let wanted = (until_interval - from_interval) / step;
+        if !(0..=i64::from(a.points) + 2).contains(&wanted) {
+            return Err(WhisperError::Corrupt(format!(
+                "a fetch of {wanted} points from a {}-point archive",
+                a.points
+            )));
+        }
+        let wanted = wanted as usize;
         if base == 0 {
             return Ok(Some(Fetched {
                 from: from_interval,
@@ -837,5 +901,74 @@ mod tests {
             std::fs::write(&path, &bytes).unwrap();
             assert!(WhisperFile::open(&path).is_err());
         }
+    }
+
+    /// The crafted header from the reliability issue: two archives (1 s x 1
+    /// and 0xFFFFFFF0 s x 1) that fit in the 64-byte file; the first roll-up
+    /// tried to allocate 64 GiB and aborted the agent.
+    fn crafted_huge_rollup() -> Vec<u8> {
+        let mut b = Vec::new();
+        for w in [1u32, 0xFFFF_FFFF, 0, 2, 40, 1, 1, 52, 0xFFFF_FFF0, 1] {
+            b.extend_from_slice(&w.to_be_bytes());
+        }
+        b.resize(64, 0);
+        b
+    }
+
+    #[test]
+    fn regression_crafted_rollup_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evil.wsp");
+        std::fs::write(&path, crafted_huge_rollup()).unwrap();
+        let err = WhisperFile::open(&path).unwrap_err();
+        assert!(matches!(err, WhisperError::Corrupt(_)), "{err}");
+    }
+
+    #[test]
+    fn regression_fetch_sized_by_max_retention_is_refused() {
+        // One 1 s x 2 archive but maxRetention 0xFFFFFFFF: a fetch from 0
+        // tried to allocate 28.7 GB.
+        let mut b = Vec::new();
+        for w in [1u32, 0xFFFF_FFFF, 0, 1, 28, 1, 1] {
+            b.extend_from_slice(&w.to_be_bytes());
+        }
+        b.resize(40, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.wsp");
+        std::fs::write(&path, &b).unwrap();
+        assert!(matches!(
+            WhisperFile::open_read(&path),
+            Err(WhisperError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn headers_whisper_could_not_write_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.wsp");
+        WhisperFile::create(&good, &[(10, 6), (60, 10)], 0.5, Aggregation::Sum).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let set = |at: usize, v: u32| {
+            let mut b = bytes.clone();
+            b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+            b
+        };
+        let cases = [
+            ("max retention", set(4, 601)),
+            ("offset gap", set(28, 40 + 72 + 12)),
+            ("precision order", set(20, 120)),
+            ("not a multiple", set(32, 25)),
+            ("too few points to roll up", set(24, 5)),
+            ("truncated", bytes[..bytes.len() - 12].to_vec()),
+        ];
+        for (what, b) in cases {
+            let path = dir.path().join("bad.wsp");
+            std::fs::write(&path, &b).unwrap();
+            assert!(
+                matches!(WhisperFile::open(&path), Err(WhisperError::Corrupt(_))),
+                "{what} was accepted"
+            );
+        }
+        assert!(WhisperFile::open(&good).is_ok());
     }
 }

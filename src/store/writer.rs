@@ -248,6 +248,16 @@ impl Writer {
         match WhisperFile::open(&path) {
             Ok(f) => return Ok(Some(f)),
             Err(WhisperError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(WhisperError::Corrupt(why)) => {
+                if !WhisperFile::is_interrupted_creation(&path).unwrap_or(false) {
+                    return Err(WhisperError::Corrupt(why));
+                }
+                tracing::warn!(path = %path.display(), "replacing an empty or header-only whisper file left by an interrupted creation");
+                std::fs::remove_file(&path)?;
+                self.stats
+                    .whisper_files_replaced
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => return Err(e),
         }
         if let Some(dir) = path.parent() {

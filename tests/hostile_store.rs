@@ -1,0 +1,205 @@
+//! A hostile or half-made whisper store must never kill or wedge the real
+//! agent: crafted headers are an error for that one metric (counted), files
+//! left empty by an interrupted creation are replaced, and kill -9 in the
+//! middle of creating thousands of files leaves only whole files.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{send_udp, write_file, CarbonCapture, Sluice};
+use sluice::store::format::WhisperFile;
+
+/// The reliability issue's 64-byte file: two archives (1 s x 1 point and
+/// 0xFFFFFFF0 s x 1 point) that fit in the file; the first roll-up tried to
+/// allocate 64 GiB and the agent aborted (exit 134).
+fn crafted_rollup_file() -> Vec<u8> {
+    let mut b = Vec::new();
+    for w in [1u32, 0xFFFF_FFFF, 0, 2, 40, 1, 1, 52, 0xFFFF_FFF0, 1] {
+        b.extend_from_slice(&w.to_be_bytes());
+    }
+    b.resize(64, 0);
+    b
+}
+
+fn store_config(dir: &Path, store: &Path) -> String {
+    let schemas = write_file(
+        dir,
+        "schemas.conf",
+        "[all]\npattern = .*\nretentions = 1s:1h\n",
+    );
+    write_file(
+        dir,
+        "sluice.toml",
+        &format!(
+            "[whisper]\ndir = {:?}\nschemas = {:?}\n",
+            store.to_str().unwrap(),
+            schemas.to_str().unwrap()
+        ),
+    )
+    .to_str()
+    .unwrap()
+    .to_string()
+}
+
+fn sum_of(path: &Path) -> f64 {
+    let mut f = WhisperFile::open_read(path).unwrap();
+    let now = sluice::selfstats::unix_now_f64() as i64 + 5;
+    let got = f.fetch(now - 600, Some(now), now).unwrap().unwrap();
+    got.values.iter().flatten().sum()
+}
+
+#[test]
+fn regression_crafted_header_does_not_abort_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    std::fs::create_dir_all(store.join("stats_counts/adv")).unwrap();
+    let evil = store.join("stats_counts/adv/evil.wsp");
+    std::fs::write(&evil, crafted_rollup_file()).unwrap();
+    let config = store_config(dir.path(), &store);
+    let mut capture = CarbonCapture::start();
+    let carbon = capture.addr.to_string();
+    let sluice = Sluice::start(&[
+        "--config",
+        &config,
+        "--flush-interval",
+        "1s",
+        "--carbon",
+        &carbon,
+    ]);
+    send_udp(sluice.udp, &[b"adv.evil:1|c\nadv.good:2|c"]);
+    let errors = "stats_counts.statsd.whisper_errors";
+    let flush = capture.flush_with(errors, Duration::from_secs(10));
+    assert!(flush.value(errors) >= 1.0, "{}", flush.dump());
+    // Still alive a flush later, and it stops cleanly.
+    send_udp(sluice.udp, &[b"adv.evil:1|c\nadv.good:3|c"]);
+    capture.flush_with(errors, Duration::from_secs(10));
+    assert!(sluice.terminate().success(), "the agent died");
+    assert_eq!(std::fs::read(&evil).unwrap(), crafted_rollup_file());
+    assert_eq!(sum_of(&store.join("stats_counts/adv/good.wsp")), 5.0);
+}
+
+#[test]
+fn regression_crafted_header_fetch_is_an_error_not_an_abort() {
+    // A 40-byte file whose maxRetention (0xFFFFFFFF) sized the fetch.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.wsp");
+    let mut b = Vec::new();
+    for w in [1u32, 0xFFFF_FFFF, 0, 1, 28, 1, 1] {
+        b.extend_from_slice(&w.to_be_bytes());
+    }
+    b.resize(40, 0);
+    std::fs::write(&path, &b).unwrap();
+    let out = std::process::Command::new(common::binary())
+        .args(["whisper", "fetch", path.to_str().unwrap(), "--from", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("maxRetention"), "{err}");
+}
+
+#[test]
+fn interrupted_creations_are_replaced_and_other_files_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    let counts = store.join("stats_counts");
+    std::fs::create_dir_all(&counts).unwrap();
+    // What the old three-step creation left after a kill: an empty file,
+    // and a header with no archives behind it.
+    std::fs::write(counts.join("empty.wsp"), b"").unwrap();
+    let model = dir.path().join("model.wsp");
+    WhisperFile::create(
+        &model,
+        &[(1, 3600)],
+        0.5,
+        sluice::store::format::Aggregation::Sum,
+    )
+    .unwrap();
+    std::fs::write(
+        counts.join("headeronly.wsp"),
+        &std::fs::read(&model).unwrap()[..28],
+    )
+    .unwrap();
+    // Not ours to replace: it holds more than a header.
+    let foreign = b"some operator's file that is not whisper at all".to_vec();
+    std::fs::write(counts.join("foreign.wsp"), &foreign).unwrap();
+
+    let config = store_config(dir.path(), &store);
+    let mut capture = CarbonCapture::start();
+    let carbon = capture.addr.to_string();
+    let sluice = Sluice::start(&[
+        "--config",
+        &config,
+        "--flush-interval",
+        "1s",
+        "--carbon",
+        &carbon,
+    ]);
+    send_udp(sluice.udp, &[b"empty:4|c\nheaderonly:6|c\nforeign:1|c"]);
+    let errors = "stats_counts.statsd.whisper_errors";
+    let flush = capture.flush_with(errors, Duration::from_secs(10));
+    assert_eq!(
+        flush.value(errors),
+        1.0,
+        "only foreign.wsp fails: {}",
+        flush.dump()
+    );
+    assert!(sluice.terminate().success());
+    assert_eq!(sum_of(&counts.join("empty.wsp")), 4.0);
+    assert_eq!(sum_of(&counts.join("headeronly.wsp")), 6.0);
+    assert_eq!(std::fs::read(counts.join("foreign.wsp")).unwrap(), foreign);
+}
+
+/// Every `.wsp` under `dir` (recursively).
+fn whisper_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            whisper_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "wsp") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn kill_9_while_creating_files_leaves_only_whole_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    let config = store_config(dir.path(), &store);
+    for round in 0..2 {
+        let mut sluice = Sluice::start(&["--config", &config, "--flush-interval", "1s"]);
+        // 20 000 new counters each round: two files each, created while
+        // the agent is killed.
+        let lines: Vec<Vec<u8>> = (0..800)
+            .map(|d| {
+                (0..25)
+                    .map(|i| format!("r{round}.k{d}_{i}:1|c"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .into_bytes()
+            })
+            .collect();
+        let datagrams: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        send_udp(sluice.udp, &datagrams);
+        // Kill as soon as the first files of this round appear.
+        let first = store.join(format!("stats_counts/r{round}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !first.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        sluice.child.kill().unwrap();
+        sluice.child.wait().unwrap();
+    }
+    let mut files = Vec::new();
+    whisper_files(&store, &mut files);
+    assert!(files.len() > 100, "only {} files were created", files.len());
+    for path in &files {
+        if let Err(e) = WhisperFile::open_read(path) {
+            panic!("{} is not a whole whisper file: {e}", path.display());
+        }
+    }
+}
