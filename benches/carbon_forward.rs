@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::config::{Config, Destination, RawConfig};
-use sluice::selfstats::GraphiteStats;
 use sluice::sink::carbon::CarbonForwarder;
 use sluice::sink::{PointBatch, SinkHandle};
+use sluice::telemetry::GraphiteStats;
 
 fn cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct it is given.

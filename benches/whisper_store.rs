@@ -14,10 +14,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use sluice::selfstats::SelfStats;
 use sluice::sink::PointBatch;
 use sluice::store::schema::Schemas;
 use sluice::store::writer::{open_file_budget, StoreSettings, Writer};
+use sluice::telemetry::{Counter, Telemetry};
 
 const POINTS_PER_FILE: usize = 5;
 
@@ -45,9 +45,9 @@ fn run(files: usize, rounds: usize, max_open: usize) {
         root: dir.path().to_path_buf(),
         writers: 1,
         queue_flushes: 16,
-        max_open_files: open_file_budget(max_open),
+        max_open_files: open_file_budget(max_open, true),
     };
-    let stats = Arc::new(SelfStats::default());
+    let stats = Arc::new(Telemetry::default());
     let schemas = Arc::new(Schemas::load(None, None).expect("built-in schemas"));
     let mut writer = Writer::new(
         &settings,
@@ -73,12 +73,8 @@ fn run(files: usize, rounds: usize, max_open: usize) {
         ts += 50;
     }
     let elapsed = started.elapsed();
-    let written = stats
-        .whisper_points_written
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let errors = stats
-        .whisper_errors
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let written = stats.total(Counter::WhisperPointsWritten);
+    let errors = stats.total(Counter::WhisperErrors);
     assert_eq!(errors, 0, "write errors during the bench");
     assert_eq!(written as usize, points + files * POINTS_PER_FILE);
     println!(

@@ -14,11 +14,14 @@ use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::aggregate::{Aggregator, Dumped, Kind};
+use crate::net::accept_loop;
 use crate::protocol::number::js_number_string;
-use crate::selfstats::{unix_now_rounded, GraphiteStats, SelfStats};
+use crate::shutdown::Shutdown;
+use crate::telemetry::{
+    admin_lines, unix_now_rounded, Counter, GraphiteStats, Readings, Telemetry,
+};
 
 /// Longest command line accepted.
 const MAX_LINE: usize = 64 * 1024;
@@ -26,14 +29,14 @@ const MAX_LINE: usize = 64 * 1024;
 /// What the admin interface reads.
 pub struct AdminContext {
     pub aggregator: Arc<Aggregator>,
-    pub selfstats: Arc<SelfStats>,
+    pub telemetry: Arc<Telemetry>,
     pub graphite: Arc<GraphiteStats>,
     /// `key: value` lines of the effective configuration.
     pub config_lines: Vec<String>,
     pub started: Instant,
     pub healthy: Arc<AtomicBool>,
-    /// Extra `name: value` lines for `stats` (sluice's own health figures).
-    pub extra_stats: Box<dyn Fn() -> Vec<(String, f64)> + Send + Sync>,
+    /// The agent's gauges, for `stats`.
+    pub readings: Readings,
 }
 
 /// A reply, and whether to close the connection after it.
@@ -84,6 +87,7 @@ pub fn respond(ctx: &AdminContext, line: &str) -> Reply {
                 out.push_str(l);
                 out.push('\n');
             }
+            out.push_str("END\n\n");
             Reply::text(out)
         }
         "quit" => Reply {
@@ -96,7 +100,7 @@ pub fn respond(ctx: &AdminContext, line: &str) -> Reply {
 
 fn stats(ctx: &AdminContext) -> String {
     let now = unix_now_rounded();
-    let s = &ctx.selfstats;
+    let s = &ctx.telemetry;
     let g = &ctx.graphite;
     let mut out = String::new();
     let load_i = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed);
@@ -105,7 +109,10 @@ fn stats(ctx: &AdminContext) -> String {
     let lines = [
         ("uptime", ctx.started.elapsed().as_secs() as i64),
         ("messages.last_msg_seen", now - load_i(&s.last_msg_seen)),
-        ("messages.bad_lines_seen", load_u(&s.bad_lines_total)),
+        (
+            "messages.bad_lines_seen",
+            s.total(Counter::BadLinesSeen) as i64,
+        ),
         ("graphite.last_flush", now - load_i(&g.last_flush)),
         ("graphite.last_exception", now - load_i(&g.last_exception)),
         ("graphite.flush_time", load_u(&g.flush_time_ms)),
@@ -114,7 +121,7 @@ fn stats(ctx: &AdminContext) -> String {
     for (name, value) in lines {
         let _ = writeln!(out, "{name}: {value}");
     }
-    for (name, value) in (ctx.extra_stats)() {
+    for (name, value) in admin_lines(&ctx.telemetry, &(ctx.readings)()) {
         let _ = writeln!(out, "{name}: {}", js_number_string(value));
     }
     out.push_str("END\n\n");
@@ -218,45 +225,36 @@ fn inspect_key_string(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// Serves the admin interface until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    ctx: Arc<AdminContext>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let ctx = ctx.clone();
-                let mut stop = shutdown.clone();
-                tokio::spawn(async move {
-                    let (read, mut write) = stream.into_split();
-                    let mut reader = BufReader::new(read);
-                    let mut buf = Vec::new();
-                    loop {
-                        buf.clear();
-                        let mut limited = (&mut reader).take(MAX_LINE as u64 + 1);
-                        let read = tokio::select! {
-                            read = limited.read_until(b'\n', &mut buf) => read,
-                            _ = stop.changed() => break,
-                        };
-                        match read {
-                            Ok(0) | Err(_) => break,
-                            Ok(_) if buf.len() > MAX_LINE => break,
-                            Ok(_) => {}
-                        }
-                        let line = String::from_utf8_lossy(&buf);
-                        let reply = respond(&ctx, line.trim());
-                        if write.write_all(reply.text.as_bytes()).await.is_err() || reply.close {
-                            break;
-                        }
-                    }
-                });
+/// Serves the admin interface until `shutdown`.
+pub async fn serve(listener: TcpListener, ctx: Arc<AdminContext>, shutdown: Shutdown) {
+    accept_loop("admin", &listener, shutdown.clone(), |stream, _| {
+        let ctx = ctx.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut reader = BufReader::new(read);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let mut limited = (&mut reader).take(MAX_LINE as u64 + 1);
+                let read = tokio::select! {
+                    read = limited.read_until(b'\n', &mut buf) => read,
+                    _ = stop.wait() => break,
+                };
+                match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if buf.len() > MAX_LINE => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&buf);
+                let reply = respond(&ctx, line.trim());
+                if write.write_all(reply.text.as_bytes()).await.is_err() || reply.close {
+                    break;
+                }
             }
-            _ = shutdown.changed() => break,
-        }
-    }
+        });
+    })
+    .await;
 }
 
 #[cfg(test)]

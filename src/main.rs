@@ -8,7 +8,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use sluice::agent::{self, BoundSockets, Reloads};
-use sluice::config::{Config, RawConfig};
+use sluice::config::check::check_resources;
+use sluice::config::layer::Overrides;
+use sluice::config::print::toml_text;
+use sluice::config::Config;
 
 #[derive(Parser)]
 #[command(
@@ -143,56 +146,29 @@ struct Flags {
 }
 
 impl Flags {
-    /// Reads the file (if any) and lays the flags over it.
-    fn raw_config(&self) -> anyhow::Result<RawConfig> {
-        let mut raw = match &self.config {
-            Some(path) => {
-                let mut raw = RawConfig::from_file(path)?;
-                // carbon's schema files sit beside the config: relative
-                // paths in the file are relative to its directory.
-                let dir = path.parent().unwrap_or(std::path::Path::new(""));
-                for file in [&mut raw.whisper.schemas, &mut raw.whisper.aggregation]
-                    .into_iter()
-                    .flatten()
-                {
-                    if std::path::Path::new(file.as_str()).is_relative() {
-                        *file = dir.join(file.as_str()).to_string_lossy().into_owned();
-                    }
-                }
-                raw
-            }
-            None => RawConfig::default(),
-        };
-        if !self.udp.is_empty() {
-            raw.listen.udp = Some(self.udp.clone());
+    /// The flags as the library's overrides.
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            udp: self.udp.clone(),
+            tcp: self.tcp.clone(),
+            admin: self.admin.clone(),
+            carbon: self.carbon.clone(),
+            flush_interval: self.flush_interval.clone(),
+            whisper_dir: self.whisper_dir.clone(),
+            no_whisper: self.no_whisper,
+            console: self.console,
+            log_level: self.log_level.clone(),
         }
-        if !self.tcp.is_empty() {
-            raw.listen.tcp = Some(self.tcp.clone());
-        }
-        if let Some(admin) = &self.admin {
-            raw.admin.address = Some(admin.clone());
-        }
-        if !self.carbon.is_empty() {
-            raw.carbon.destinations = Some(self.carbon.clone());
-        }
-        if let Some(interval) = &self.flush_interval {
-            raw.flush.interval = Some(interval.clone());
-        }
-        if let Some(dir) = &self.whisper_dir {
-            raw.whisper.dir = Some(dir.clone());
-            raw.whisper.enabled = Some(true);
-        }
-        if self.no_whisper {
-            raw.whisper.enabled = Some(false);
-        }
-        if self.console {
-            raw.console.enabled = Some(true);
-        }
-        if let Some(level) = &self.log_level {
-            raw.log.level = Some(level.clone());
-        }
-        Ok(raw)
     }
+}
+
+/// Reads, layers, validates and checks the configuration: what a run
+/// refuses, check-config refuses too.
+fn load_config(overrides: &Overrides) -> anyhow::Result<Config> {
+    let config = Config::from_raw(&overrides.load()?)?;
+    check_resources(&config)?;
+    Ok(config)
 }
 
 fn main() -> ExitCode {
@@ -212,24 +188,26 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(args)) => return bench(args),
         _ => {}
     }
-    let flags = cli.flags.clone();
-    let raw = cli.flags.raw_config()?;
-    let config = Config::from_raw(&raw)?;
+    let overrides = cli.flags.overrides();
+    let config = load_config(&overrides)?;
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => {
-            let text = toml::to_string_pretty(&config).context("printing the config")?;
-            println!("# effective configuration (valid)\n{text}");
+            println!("# effective configuration (valid)\n{}", toml_text(&config));
             Ok(())
         }
-        Command::Run => run(config, flags),
+        Command::Run => run(config, overrides),
         Command::Whisper(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
     use sluice::loadgen::{self, Mix, Target, Workload};
-    let flush = sluice::config::parse_duration(&args.flush)
-        .ok_or_else(|| anyhow::anyhow!("--flush {:?}: a duration such as 1s", args.flush))?;
+    let flush = sluice::config::parse_duration(&args.flush).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--flush {:?}: a duration with a unit, such as 1s",
+            args.flush
+        )
+    })?;
     let mix = Mix::parse(&args.mix).map_err(anyhow::Error::msg)?;
     if let Some(bad) = args
         .sample_rates
@@ -276,7 +254,7 @@ fn whisper_tool(tool: WhisperCommand) -> anyhow::Result<()> {
             until,
             json,
         } => {
-            let now = sluice::selfstats::unix_now_f64() as i64;
+            let now = sluice::telemetry::unix_now_f64() as i64;
             tools::fetch(&file, from, until, now, json)
                 .with_context(|| file.display().to_string())?
         }
@@ -315,7 +293,7 @@ fn init_logging(level: &str) -> LogHandle {
     handle
 }
 
-fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
+fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let log = init_logging(&config.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -328,7 +306,7 @@ fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
         // Installed before READY=1: SIGHUP's default action would kill us.
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
-        tokio::spawn(reload_on_sighup(flags, hup, reload_tx));
+        tokio::spawn(reload_on_sighup(overrides, hup, reload_tx));
         let shutdown = shutdown_signal()?;
         let reloads = Reloads {
             configs,
@@ -345,16 +323,13 @@ fn run(config: Config, flags: Flags) -> anyhow::Result<()> {
 /// On SIGHUP, reads and validates the config file again; a valid one goes
 /// to the agent, an invalid one is logged and the running config stays.
 async fn reload_on_sighup(
-    flags: Flags,
+    overrides: Overrides,
     mut hup: tokio::signal::unix::Signal,
     configs: tokio::sync::mpsc::UnboundedSender<Config>,
 ) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP received: reloading the configuration");
-        match flags
-            .raw_config()
-            .and_then(|raw| Ok(Config::from_raw(&raw)?))
-        {
+        match load_config(&overrides) {
             Ok(config) => {
                 if configs.send(config).is_err() {
                     return;

@@ -102,9 +102,12 @@ fn etsy_commands_and_shapes() {
     ] {
         assert!(stats.contains(line), "{line:?} not in {stats}");
     }
-    let config = ask(&mut admin, "config\n", "whisper > writers");
+    let config = ask(&mut admin, "config\n", "END\n\n");
     assert!(
-        config.starts_with('\n') && config.contains("stats > flush_interval: \"3600s\""),
+        config.starts_with('\n')
+            && config.contains("\nflush > interval: \"3600s\"\n")
+            && config.contains("\nwhisper > enabled: false\n")
+            && config.ends_with("\nEND\n\n"),
         "{config}"
     );
 
@@ -203,7 +206,7 @@ fn http_health_and_prometheus_metrics() {
     let sluice = Sluice::start(&[
         "--no-whisper",
         "--flush-interval",
-        "1h",
+        "1s",
         "--admin",
         "127.0.0.1:0",
         "--config",
@@ -211,7 +214,9 @@ fn http_health_and_prometheus_metrics() {
     ]);
     let http = sluice.logged_addr("http").expect("http address in the log");
     send_udp(sluice.udp, &[b"a:1|c\nb:2|g\nbad\n", b"c:3|ms"]);
-    std::thread::sleep(Duration::from_millis(300));
+    // Past a flush: totals since start must not be the interval's part,
+    // which the flush zeroes (a Prometheus counter never goes back).
+    std::thread::sleep(Duration::from_millis(2300));
     let health = http_get(http, "/health");
     assert!(
         health.starts_with("HTTP/1.1 200 OK\r\n") && health.ends_with("\r\n\r\nup\n"),
@@ -220,15 +225,27 @@ fn http_health_and_prometheus_metrics() {
     let metrics = http_get(http, "/metrics");
     for line in [
         "# TYPE sluice_packets_received_total counter\nsluice_packets_received_total 2\n",
-        "sluice_lines_received_total 4\n",
-        "sluice_bad_lines_total 1\n",
-        "sluice_series{type=\"gauge\"} 1\n",
+        "sluice_metrics_received_total 4\n",
+        "sluice_bad_lines_seen_total 1\n",
+        "sluice_series{type=\"timers\"} 1\n",
         "sluice_kernel_dropped_datagrams_total 0\n",
+        "# HELP sluice_whisper_errors_total ",
+        "sluice_non_finite_dropped_total 0\n",
+        "sluice_events_dropped_total 0\n",
     ] {
         assert!(metrics.contains(line), "{line:?} not in {metrics}");
     }
-    // The admin health switch drives /health.
     let mut admin = connect(sluice.admin.unwrap());
+    let stats = ask(&mut admin, "stats\n", "END\n\n");
+    for line in [
+        "messages.bad_lines_seen: 1\n",
+        "sluice.bad_lines_seen: 1\n",
+        "sluice.packets_received: 2\n",
+        "sluice.whisper_names_rejected: 0\n",
+    ] {
+        assert!(stats.contains(line), "{line:?} not in {stats}");
+    }
+    // The admin health switch drives /health.
     assert_eq!(ask(&mut admin, "health down\n", "\n"), "health: down\n");
     assert!(http_get(http, "/health").starts_with("HTTP/1.1 503"));
     assert!(http_get(http, "/nope").starts_with("HTTP/1.1 404"));

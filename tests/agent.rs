@@ -349,7 +349,10 @@ fn check_config_names_the_bad_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("flush_interval = \"2s\""), "{text}");
+    assert!(
+        text.contains("[flush]\ninterval = \"2s\"\n"),
+        "the printout uses the file's own names: {text}"
+    );
 }
 
 // Regression: the signal handlers used to be installed only after READY=1,

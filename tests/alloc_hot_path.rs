@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sluice::aggregate::Aggregator;
 use sluice::config::{Config, RawConfig};
 use sluice::ingest::{IngestContext, PacketParser};
-use sluice::selfstats::SelfStats;
+use sluice::telemetry::Telemetry;
 
 struct Counting;
 
@@ -40,7 +40,7 @@ fn known_keys_cost_no_allocation() {
     let config = Config::from_raw(&RawConfig::default()).unwrap();
     let ctx = IngestContext {
         aggregator: Arc::new(Aggregator::new(16, &config.stats)),
-        selfstats: Arc::new(SelfStats::default()),
+        telemetry: Arc::new(Telemetry::default()),
         sanitize_keys: true,
     };
     let packet: &[u8] = b"api.hits:1|c\napi.hits:2|c|@0.5\nweb.latency:12.5|ms\n\

@@ -45,7 +45,7 @@ fn store_config(dir: &Path, store: &Path) -> String {
 
 fn sum_of(path: &Path) -> f64 {
     let mut f = WhisperFile::open_read(path).unwrap();
-    let now = sluice::selfstats::unix_now_f64() as i64 + 5;
+    let now = sluice::telemetry::unix_now_f64() as i64 + 5;
     let got = f.fetch(now - 600, Some(now), now).unwrap().unwrap();
     got.values.iter().flatten().sum()
 }

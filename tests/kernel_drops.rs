@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::start_captured;
 
 fn rcvbuf_errors() -> u64 {
-    sluice::selfstats::host_udp_errors()
+    sluice::telemetry::host_udp_errors()
         .expect("/proc/net/snmp")
         .1
 }

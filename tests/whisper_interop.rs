@@ -177,7 +177,7 @@ fn tools_print_what_whisper_tools_print() {
     ]);
     assert!(created.starts_with("Created:"));
     // Python writes points into our file, then both tools read it.
-    let now = sluice::selfstats::unix_now_f64() as i64;
+    let now = sluice::telemetry::unix_now_f64() as i64;
     run_python(
         "import sys, whisper\nnow=int(sys.argv[2])\nwhisper.update_many(sys.argv[1], [(now - 10*i, i * 1.5) for i in range(1, 30)], now=now)",
         &[p, &now.to_string()],
@@ -302,7 +302,7 @@ fn a_bad_file_is_counted_and_the_others_go_on() {
     assert!(flush.value(errors) >= 2.0, "{}", flush.dump());
     assert!(sluice.terminate().success());
     let mut fine = WhisperFile::open_read(&store.join("stats_counts/fine.wsp")).unwrap();
-    let now = sluice::selfstats::unix_now_f64() as i64 + 5;
+    let now = sluice::telemetry::unix_now_f64() as i64 + 5;
     let got = fine.fetch(now - 60, Some(now), now).unwrap().unwrap();
     assert_eq!(got.values.iter().flatten().sum::<f64>(), 1.0);
     assert_eq!(

@@ -7,7 +7,7 @@ use sluice::aggregate::flush::Flusher;
 use sluice::aggregate::Aggregator;
 use sluice::config::{Config, RawConfig};
 use sluice::ingest::IngestContext;
-use sluice::selfstats::{GraphiteStats, SelfStats};
+use sluice::telemetry::{GraphiteStats, Telemetry};
 
 pub fn config() -> Config {
     Config::from_raw(&RawConfig::default()).expect("default config")
@@ -17,7 +17,7 @@ pub fn config() -> Config {
 pub fn ingest_context(cfg: &Config) -> IngestContext {
     IngestContext {
         aggregator: Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats)),
-        selfstats: Arc::new(SelfStats::default()),
+        telemetry: Arc::new(Telemetry::default()),
         sanitize_keys: true,
     }
 }
@@ -28,7 +28,7 @@ pub fn flusher(cfg: &Config, ctx: &IngestContext) -> Flusher {
         ctx.aggregator.clone(),
         cfg.stats.clone(),
         cfg.naming.clone(),
-        ctx.selfstats.clone(),
+        ctx.telemetry.clone(),
         Arc::new(GraphiteStats::new(0)),
     )
 }

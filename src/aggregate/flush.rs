@@ -16,11 +16,8 @@ use super::Aggregator;
 use crate::config::{Naming, StatsConfig};
 use crate::protocol::number::js_number_string;
 use crate::protocol::statsd::{sanitize_key, Sample, SampleKind};
-use crate::selfstats::{GraphiteStats, SelfStats};
 use crate::sink::PointBatch;
-
-/// A source of (name, value) gauges about the agent itself.
-pub type AgentGauges = Box<dyn Fn() -> Vec<(String, f64)> + Send>;
+use crate::telemetry::{Counter, GraphiteStats, Readings, Telemetry};
 
 /// What one flush took out of the shards. Keys are copied into one arena
 /// (no per-key allocation or reference counting), and the whole snapshot
@@ -64,12 +61,12 @@ pub struct Flusher {
     names: Namer,
     thresholds: Vec<ThresholdNames>,
     histograms: Vec<(String, Vec<(f64, String)>)>,
-    selfstats: Arc<SelfStats>,
+    telemetry: Arc<Telemetry>,
     graphite: Arc<GraphiteStats>,
     previous_ts: Option<i64>,
-    /// sluice's own gauges (series, sink queues...), written as
-    /// `<prefix>.<name>` lines after the aggregates, outside numStats.
-    agent_gauges: Option<AgentGauges>,
+    /// sluice's own gauges (series, sink queues, destinations), written
+    /// as `<prefix>.<name>` lines after the aggregates, outside numStats.
+    readings: Option<Readings>,
     snapshot: Snapshot,
     /// The last flush's batch once every sink has let go of it: its
     /// buffers are reused, so a big flush does not fault in fresh pages.
@@ -84,11 +81,11 @@ impl Flusher {
         aggregator: Arc<Aggregator>,
         stats: StatsConfig,
         naming: Naming,
-        selfstats: Arc<SelfStats>,
+        telemetry: Arc<Telemetry>,
         graphite: Arc<GraphiteStats>,
     ) -> Flusher {
         let names = Namer::new(naming, stats.key_name_sanitize);
-        for name in crate::selfstats::ETSY_COUNTERS {
+        for name in crate::telemetry::etsy_counter_names() {
             aggregator.ensure_counter(names.internal_key(name).as_bytes());
         }
         let mut flusher = Flusher {
@@ -97,10 +94,10 @@ impl Flusher {
             names,
             thresholds: Vec::new(),
             histograms: Vec::new(),
-            selfstats,
+            telemetry,
             graphite,
             previous_ts: None,
-            agent_gauges: None,
+            readings: None,
             snapshot: Snapshot::default(),
             spare: None,
             last_points: 0,
@@ -110,16 +107,16 @@ impl Flusher {
         flusher
     }
 
-    /// Adds gauges the agent reports about itself on every flush.
-    pub fn set_agent_gauges(&mut self, gauges: AgentGauges) {
-        self.agent_gauges = Some(gauges);
+    /// Adds the gauges the agent reports about itself on every flush.
+    pub fn set_readings(&mut self, readings: Readings) {
+        self.readings = Some(readings);
     }
 
     /// Takes new naming and statistics settings (a reload); they apply
     /// from the next flush on, to the data already aggregated.
     pub fn reload(&mut self, stats: StatsConfig, naming: Naming) {
         self.names = Namer::new(naming, stats.key_name_sanitize);
-        for name in crate::selfstats::ETSY_COUNTERS {
+        for name in crate::telemetry::etsy_counter_names() {
             self.aggregator
                 .ensure_counter(self.names.internal_key(name).as_bytes());
         }
@@ -252,26 +249,22 @@ impl Flusher {
                 g.flush_length.load(Ordering::Relaxed) as f64,
             ),
         ];
-        if let Some(gauges) = &self.agent_gauges {
-            for (name, value) in gauges() {
-                n.own(&mut batch, OwnStat::Agent(&name), value);
-            }
-        }
         // Before Etsy's four graphiteStats lines, which end a flush.
-        if let Ok(destinations) = g.destinations.lock() {
-            for (label, stats) in destinations.iter() {
-                for (stat, value) in stats.snapshot() {
-                    n.own(&mut batch, OwnStat::Destination(label, stat), value);
-                }
+        if let Some(readings) = &self.readings {
+            for reading in readings() {
+                n.own(
+                    &mut batch,
+                    OwnStat::Agent(&reading.graphite_name()),
+                    reading.value,
+                );
             }
         }
         for (stat, value) in graphite {
             n.own(&mut batch, OwnStat::Graphite(stat), value);
         }
         if batch.non_finite > 0 {
-            self.selfstats
-                .non_finite_dropped
-                .fetch_add(batch.non_finite, Ordering::Relaxed);
+            self.telemetry
+                .add(Counter::NonFiniteDropped, batch.non_finite);
         }
         self.last_points = batch.len();
         self.last_name_bytes = batch.name_bytes();
@@ -283,13 +276,11 @@ impl Flusher {
     /// timestamp_lag, through the ordinary aggregation path.
     fn fold_own_counters(&mut self, ts: i64) {
         let agg = &self.aggregator;
-        let own = self.selfstats.take_etsy_counters();
-        let extra = self.selfstats.take_extra_counters();
-        for (name, count) in own.into_iter().chain(extra) {
+        for (def, count) in self.telemetry.take_for_flush() {
             if count == 0 {
                 continue;
             }
-            let key = self.names.internal_key(name);
+            let key = self.names.internal_key(def.name);
             agg.apply_one(
                 key.as_bytes(),
                 Sample {
@@ -413,10 +404,8 @@ enum OwnStat<'a> {
     CalculationTime,
     ProcessingTime,
     Graphite(&'static str),
-    /// One of sluice's own gauges, by name.
+    /// One of sluice's own gauges, by its name under prefixStats.
     Agent(&'a str),
-    /// A carbon destination's delivery stat: (label, stat).
-    Destination(&'a str, &'static str),
 }
 
 /// Etsy's graphite backend naming (legacyNamespace, prefixes, suffix, tags
@@ -578,15 +567,6 @@ impl Namer {
                     o.push('.');
                 }
                 o.push_str(&format!("{ps}.{name}{sfx}"));
-            }
-            OwnStat::Destination(label, name) => {
-                for segment in &self.global {
-                    o.push_str(segment);
-                    o.push('.');
-                }
-                o.push_str(&format!(
-                    "{ps}.graphiteStats.destinations.{label}.{name}{sfx}"
-                ));
             }
         });
     }

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use crate::aggregate::{Aggregator, ShardBatch};
 use crate::protocol::statsd::{lines, parse_line, parse_plain, Line};
-use crate::selfstats::{unix_now_rounded, BatchTally, SelfStats};
+use crate::telemetry::{unix_now_rounded, BatchTally, Telemetry};
 
 /// What every receiver shares.
 pub struct IngestContext {
     pub aggregator: Arc<Aggregator>,
-    pub selfstats: Arc<SelfStats>,
+    pub telemetry: Arc<Telemetry>,
     pub sanitize_keys: bool,
 }
 
@@ -75,8 +75,8 @@ impl PacketParser {
     pub fn commit(&mut self, ctx: &IngestContext) {
         self.batch.commit(&ctx.aggregator);
         if self.tally.packets > 0 {
-            ctx.selfstats.add(&self.tally);
-            ctx.selfstats
+            ctx.telemetry.add_tally(&self.tally);
+            ctx.telemetry
                 .last_msg_seen
                 .store(unix_now_rounded(), Ordering::Relaxed);
         }

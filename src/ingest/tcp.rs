@@ -4,73 +4,61 @@
 //! processed when the client closes (statsd-ruby 1.4 and Logstash send no
 //! newline at all over TCP).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{IngestContext, PacketParser};
+use crate::net::accept_loop;
+use crate::shutdown::Shutdown;
+use crate::telemetry::{Counter, LogLimit};
 
 const READ_SIZE: usize = 64 * 1024;
 
+#[derive(Debug, Clone, Copy)]
 pub struct TcpLimits {
     pub max_line_length: usize,
     pub max_connections: usize,
 }
 
-/// Accepts connections until `shutdown` turns true, then waits for every
-/// connection to drain what it holds.
+/// Accepts connections until `shutdown`, then waits for every connection
+/// to drain what it holds. A connection over the limit is closed at once
+/// and counted; the refusals are logged at most once a second.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<IngestContext>,
     limits: TcpLimits,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
-    let mut stopping = shutdown.clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        ctx.selfstats.tcp_connections_refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%peer, limit = limits.max_connections,
-                            "TCP connection refused: connection limit reached");
-                        drop(stream);
-                        continue;
-                    };
-                    let ctx = ctx.clone();
-                    let shutdown = shutdown.clone();
-                    let max_line = limits.max_line_length;
-                    connections.spawn(async move {
-                        handle(stream, &ctx, max_line, shutdown).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "TCP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = stopped(&mut stopping) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
+    let mut refusals = LogLimit::per_second();
+    accept_loop("StatsD TCP", &listener, shutdown.clone(), |stream, peer| {
+        // Reap finished connections as we go.
+        while connections.try_join_next().is_some() {}
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let total = ctx.telemetry.add(Counter::TcpConnectionsRefused, 1);
+            if let Some(suppressed) = refusals.ready() {
+                tracing::warn!(%peer, limit = limits.max_connections, refused_total = total,
+                    suppressed, "TCP connection refused: connection limit reached");
+            }
+            drop(stream);
+            return;
+        };
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        let max_line = limits.max_line_length;
+        connections.spawn(async move {
+            handle(stream, &ctx, max_line, shutdown).await;
+            drop(permit);
+        });
+    })
+    .await;
     drop(listener);
     while connections.join_next().await.is_some() {}
-}
-
-/// Completes once the shutdown flag is true (or its sender is gone).
-async fn stopped(flag: &mut watch::Receiver<bool>) {
-    while !*flag.borrow_and_update() {
-        if flag.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Reads one connection until EOF, error or shutdown.
@@ -78,7 +66,7 @@ async fn handle(
     mut stream: TcpStream,
     ctx: &IngestContext,
     max_line: usize,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let mut framer = Framer::new(max_line);
     let mut parser = PacketParser::default();
@@ -86,7 +74,7 @@ async fn handle(
     loop {
         let read = tokio::select! {
             read = stream.read(&mut chunk) => read,
-            _ = stopped(&mut shutdown) => {
+            _ = shutdown.wait() => {
                 // Take what the socket already holds, then stop.
                 loop {
                     match stream.try_read(&mut chunk) {
@@ -151,7 +139,7 @@ impl Framer {
             None => self.partial.extend_from_slice(data),
         }
         if self.partial.len() > self.max_line {
-            ctx.selfstats.lines_too_long.fetch_add(1, Ordering::Relaxed);
+            ctx.telemetry.add(Counter::LinesTooLong, 1);
             tracing::debug!(
                 bytes = self.partial.len(),
                 limit = self.max_line,

@@ -6,11 +6,12 @@
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{IngestContext, PacketParser};
+use crate::shutdown::Shutdown;
+use crate::telemetry::Counter;
 
 /// Largest UDP payload over IPv4.
 const DATAGRAM_MAX: usize = 65536;
@@ -117,9 +118,9 @@ impl MmsgBuffers {
     }
 }
 
-/// Runs one receiver until `stop` is set, then drains the socket and
+/// Runs one receiver until `shutdown`, then drains the socket and
 /// returns. Meant for its own OS thread.
-pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, stop: Arc<AtomicBool>) {
+pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, shutdown: Shutdown) {
     if let Err(e) = socket.set_read_timeout(Some(POLL)) {
         tracing::error!(error = %e, "cannot set the UDP read timeout; receiver stops");
         return;
@@ -129,7 +130,7 @@ pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, stop: Arc<Atomic
     let mut parser = PacketParser::default();
     let mut drops_seen = 0u32;
     loop {
-        let draining = stop.load(Ordering::Acquire);
+        let draining = shutdown.is_triggered();
         let flags = if draining {
             libc::MSG_DONTWAIT
         } else {
@@ -145,7 +146,8 @@ pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, stop: Arc<Atomic
                     // The kernel's count only grows (it wraps at 2^32).
                     let new = drops.wrapping_sub(drops_seen);
                     if new > 0 && new < u32::MAX / 2 {
-                        ctx.selfstats.add_kernel_drops(u64::from(new));
+                        ctx.telemetry
+                            .add(Counter::KernelDroppedDatagrams, u64::from(new));
                         drops_seen = drops;
                     }
                 }

@@ -21,7 +21,7 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use crate::selfstats::host_udp_errors;
+use crate::telemetry::host_udp_errors;
 use listener::Listener;
 use workload::{Expected, Type};
 pub use workload::{Mix, Workload};

@@ -6,21 +6,21 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::point::PointBatch;
-use crate::selfstats::SelfStats;
 use crate::sink::Sink;
 use crate::store::schema::Schemas;
 use crate::store::writer::{StoreSettings, WriterPool};
+use crate::telemetry::Telemetry;
 
 /// Flushes into the embedded whisper store.
 pub struct WhisperSink {
     settings: StoreSettings,
     schemas: Schemas,
-    stats: Arc<SelfStats>,
+    stats: Arc<Telemetry>,
 }
 
 impl WhisperSink {
     /// A sink writing under `settings.root` with these schemas.
-    pub fn new(settings: StoreSettings, schemas: Schemas, stats: Arc<SelfStats>) -> WhisperSink {
+    pub fn new(settings: StoreSettings, schemas: Schemas, stats: Arc<Telemetry>) -> WhisperSink {
         WhisperSink {
             settings,
             schemas,

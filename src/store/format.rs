@@ -425,19 +425,26 @@ impl WhisperFile {
     }
 
     /// True when `path` can only be what an interrupted creation leaves:
-    /// empty, or no longer than its own header (older sluice versions
-    /// created files in three steps, and a kill between them left these).
+    /// empty, or a whole whisper header with nothing (or less than one
+    /// archive) behind it. Older sluice versions created files in three
+    /// steps (create, header, length), and a kill between them left these.
     /// Such a file holds no data and may be replaced; anything else is not.
     pub fn is_interrupted_creation(path: &Path) -> io::Result<bool> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        if len < METADATA_SIZE {
+        if len == 0 {
             return Ok(true);
         }
         let mut meta = [0u8; METADATA_SIZE as usize];
-        file.read_exact_at(&mut meta, 0)?;
-        let count = u64::from(u32::from_be_bytes([meta[12], meta[13], meta[14], meta[15]]));
-        Ok((1..=1024).contains(&count) && len <= METADATA_SIZE + ARCHIVE_INFO_SIZE * count)
+        if len < METADATA_SIZE || file.read_exact_at(&mut meta, 0).is_err() {
+            return Ok(false);
+        }
+        let word = |i: usize| u32::from_be_bytes([meta[i], meta[i + 1], meta[i + 2], meta[i + 3]]);
+        let count = u64::from(word(12));
+        let plausible = Aggregation::from_code(word(0)).is_some()
+            && (0.0..=1.0).contains(&f32::from_bits(word(8)))
+            && (1..=1024).contains(&count);
+        Ok(plausible && len <= METADATA_SIZE + ARCHIVE_INFO_SIZE * count)
     }
 
     /// Opens an existing file for reading and writing.

@@ -10,16 +10,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::format::{WhisperError, WhisperFile};
 use super::path::metric_path;
 use super::schema::Schemas;
 use crate::point::PointBatch;
-use crate::selfstats::{unix_now_rounded, SelfStats};
+use crate::telemetry::{unix_now_rounded, Counter, LogLimit, Telemetry};
 
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
@@ -36,12 +34,12 @@ pub struct StoreSettings {
 pub struct WriterPool {
     queues: Vec<SyncSender<Arc<PointBatch>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    stats: Arc<SelfStats>,
+    stats: Arc<Telemetry>,
 }
 
 impl WriterPool {
     /// Starts `settings.writers` writer threads.
-    pub fn start(settings: &StoreSettings, schemas: Schemas, stats: Arc<SelfStats>) -> WriterPool {
+    pub fn start(settings: &StoreSettings, schemas: Schemas, stats: Arc<Telemetry>) -> WriterPool {
         let schemas = Arc::new(schemas);
         let writers = settings.writers.max(1);
         let router = ahash::RandomState::with_seeds(1, 2, 3, 4);
@@ -84,11 +82,7 @@ impl WriterPool {
                     // This writer's share of the batch is lost; the share
                     // is roughly len / writers.
                     let lost = (batch.len() / writers).max(1) as u64;
-                    let total = self
-                        .stats
-                        .whisper_points_dropped
-                        .fetch_add(lost, Ordering::Relaxed)
-                        + lost;
+                    let total = self.stats.add(Counter::WhisperPointsDropped, lost);
                     tracing::warn!(
                         dropped_total = total,
                         "whisper writer queue full; flush dropped"
@@ -117,10 +111,13 @@ pub struct Writer {
     router: ahash::RandomState,
     root: PathBuf,
     schemas: Arc<Schemas>,
-    stats: Arc<SelfStats>,
+    stats: Arc<Telemetry>,
     files: HashMap<String, WhisperFile>,
     max_open: usize,
-    errors_logged: ErrorLog,
+    /// Refused names and failed writes are rate-limited apart, so one
+    /// kind of trouble never hides the other.
+    names_log: LogLimit,
+    errors_log: LogLimit,
 }
 
 impl Writer {
@@ -128,7 +125,7 @@ impl Writer {
     pub fn new(
         settings: &StoreSettings,
         schemas: Arc<Schemas>,
-        stats: Arc<SelfStats>,
+        stats: Arc<Telemetry>,
         share: (usize, usize, ahash::RandomState),
     ) -> Writer {
         let (index, writers, router) = share;
@@ -141,7 +138,8 @@ impl Writer {
             stats,
             files: HashMap::new(),
             max_open: (settings.max_open_files / writers.max(1)).max(16),
-            errors_logged: ErrorLog::default(),
+            names_log: LogLimit::per_second(),
+            errors_log: LogLimit::per_second(),
         }
     }
 
@@ -215,8 +213,7 @@ impl Writer {
         match file.update_many(points, now) {
             Ok(()) => {
                 self.stats
-                    .whisper_points_written
-                    .fetch_add(points.len() as u64, Ordering::Relaxed);
+                    .add(Counter::WhisperPointsWritten, points.len() as u64);
             }
             Err(e) => {
                 // The handle may be bad (file replaced, disk trouble): reopen
@@ -232,15 +229,11 @@ impl Writer {
         let relative = match metric_path(name) {
             Ok(p) => p,
             Err(why) => {
-                let n = self
-                    .stats
-                    .whisper_names_rejected
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                self.errors_logged.log(|| {
+                let n = self.stats.add(Counter::WhisperNamesRejected, 1);
+                if let Some(suppressed) = self.names_log.ready() {
                     tracing::warn!(metric = %name.escape_debug(), reason = %why, rejected_total = n,
-                        "metric name refused by the whisper store")
-                });
+                        suppressed, "metric name refused by the whisper store");
+                }
                 return Ok(None);
             }
         };
@@ -254,9 +247,7 @@ impl Writer {
                 }
                 tracing::warn!(path = %path.display(), "replacing an empty or header-only whisper file left by an interrupted creation");
                 std::fs::remove_file(&path)?;
-                self.stats
-                    .whisper_files_replaced
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.add(Counter::WhisperFilesReplaced, 1);
             }
             Err(e) => return Err(e),
         }
@@ -266,9 +257,7 @@ impl Writer {
         let spec = self.schemas.spec_for(name);
         match WhisperFile::create(&path, &spec.archives, spec.x_files_factor, spec.method) {
             Ok(f) => {
-                self.stats
-                    .whisper_files_created
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.add(Counter::WhisperFilesCreated, 1);
                 Ok(Some(f))
             }
             // Created meanwhile by someone else: use theirs.
@@ -288,36 +277,19 @@ impl Writer {
     }
 
     fn failed(&mut self, name: &str, error: &WhisperError) {
-        let n = self.stats.whisper_errors.fetch_add(1, Ordering::Relaxed) + 1;
-        self.errors_logged.log(|| {
-            tracing::warn!(metric = %name, error = %error, errors_total = n, "whisper write failed")
-        });
-    }
-}
-
-/// At most one log line per writer per second for file errors.
-#[derive(Default)]
-struct ErrorLog {
-    last: Option<Instant>,
-}
-
-impl ErrorLog {
-    fn log(&mut self, emit: impl FnOnce()) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_none_or(|l| now.duration_since(l) >= Duration::from_secs(1))
-        {
-            emit();
-            self.last = Some(now);
+        let n = self.stats.add(Counter::WhisperErrors, 1);
+        if let Some(suppressed) = self.errors_log.ready() {
+            tracing::warn!(metric = %name, error = %error, errors_total = n, suppressed,
+                "whisper write failed");
         }
     }
 }
 
 /// How many whisper files may stay open: `wanted`, bounded by the process's
 /// file-descriptor limit (raised first as far as the process may, as
-/// daemons do), keeping 1024 descriptors for sockets and the rest.
-pub fn open_file_budget(wanted: usize) -> usize {
+/// daemons do), keeping 1024 descriptors for sockets and the rest. Only an
+/// `explicit` setting that cannot be honoured is worth a warning.
+pub fn open_file_budget(wanted: usize, explicit: bool) -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -349,7 +321,7 @@ pub fn open_file_budget(wanted: usize) -> usize {
         limit.rlim_cur
     };
     let budget = (available as usize).saturating_sub(1024).max(16);
-    if budget < wanted {
+    if budget < wanted && explicit {
         tracing::warn!(
             wanted,
             budget,

@@ -126,7 +126,7 @@ impl CarbonCache {
         };
         // Look a little ahead: the final flush is stamped up to an interval
         // into the future.
-        let now = sluice::selfstats::unix_now_f64() as i64 + 10;
+        let now = sluice::telemetry::unix_now_f64() as i64 + 10;
         match file.fetch(now - 3500, Some(now), now) {
             Ok(Some(f)) => f
                 .values

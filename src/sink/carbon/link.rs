@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::config::{CarbonConfig, CarbonProtocol, Destination};
 use crate::protocol::{carbon, pickle};
-use crate::selfstats::{unix_now_rounded, DestinationStats, GraphiteStats};
 use crate::sink::PointBatch;
+use crate::telemetry::{unix_now_rounded, DestinationStats, GraphiteStats};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// A piece's write may take this long before the connection counts as

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::{PointBatch, Sink};
 use crate::config::{CarbonConfig, CarbonMode};
-use crate::selfstats::GraphiteStats;
+use crate::telemetry::GraphiteStats;
 use link::Link;
 use ring::HashRing;
 

@@ -5,10 +5,15 @@
 //! the key, the value and what would be accepted.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub mod check;
+pub mod layer;
+pub mod print;
+mod raw;
+
+pub use raw::*;
 
 /// A configuration error, meant to be read by a person.
 #[derive(Debug, thiserror::Error)]
@@ -24,175 +29,26 @@ pub enum ConfigError {
     Invalid {
         key: &'static str,
         value: String,
-        expected: &'static str,
+        expected: String,
     },
 }
 
 fn invalid(
     key: &'static str,
     value: impl std::fmt::Display,
-    expected: &'static str,
+    expected: impl Into<String>,
 ) -> ConfigError {
     ConfigError::Invalid {
         key,
         value: value.to_string(),
-        expected,
-    }
-}
-
-// ---------------------------------------------------------------- raw side
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    #[serde(default)]
-    pub listen: RawListen,
-    #[serde(default)]
-    pub flush: RawFlush,
-    #[serde(default)]
-    pub graphite: RawGraphite,
-    #[serde(default)]
-    pub carbon: RawCarbon,
-    #[serde(default)]
-    pub whisper: RawWhisper,
-    #[serde(default)]
-    pub console: RawConsole,
-    #[serde(default)]
-    pub admin: RawAdmin,
-    #[serde(default)]
-    pub http: RawHttp,
-    #[serde(default)]
-    pub shutdown: RawShutdown,
-    #[serde(default)]
-    pub log: RawLog,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawListen {
-    pub udp: Option<Vec<String>>,
-    pub tcp: Option<Vec<String>>,
-    pub udp_receivers: Option<i64>,
-    pub udp_receive_buffer: Option<i64>,
-    pub tcp_max_line_length: Option<i64>,
-    pub tcp_max_connections: Option<i64>,
-    pub shards: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawFlush {
-    pub interval: Option<String>,
-    pub percent_thresholds: Option<Vec<f64>>,
-    pub histogram: Option<Vec<RawHistogram>>,
-    pub calculated_timer_metrics: Option<Vec<String>>,
-    pub delete_idle_stats: Option<bool>,
-    pub delete_counters: Option<bool>,
-    pub delete_timers: Option<bool>,
-    pub delete_sets: Option<bool>,
-    pub delete_gauges: Option<bool>,
-    pub gauges_max_ttl: Option<i64>,
-    pub timer_exact_limit: Option<i64>,
-    pub key_name_sanitize: Option<bool>,
-}
-
-#[derive(Debug, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawHistogram {
-    pub metric: String,
-    pub bins: Vec<toml::Value>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawGraphite {
-    pub legacy_namespace: Option<bool>,
-    pub global_prefix: Option<String>,
-    pub prefix_counter: Option<String>,
-    pub prefix_timer: Option<String>,
-    pub prefix_gauge: Option<String>,
-    pub prefix_set: Option<String>,
-    pub global_suffix: Option<String>,
-    pub prefix_stats: Option<String>,
-    pub flush_counts: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawCarbon {
-    pub destinations: Option<Vec<String>>,
-    pub mode: Option<String>,
-    pub buffer_points: Option<i64>,
-    pub buffer_bytes: Option<i64>,
-    pub resend_window: Option<String>,
-    pub resend_bytes: Option<i64>,
-    pub connect_timeout: Option<String>,
-    pub max_backoff: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawWhisper {
-    pub enabled: Option<bool>,
-    pub dir: Option<String>,
-    pub schemas: Option<String>,
-    pub aggregation: Option<String>,
-    pub writers: Option<i64>,
-    pub queue_flushes: Option<i64>,
-    pub max_open_files: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawConsole {
-    pub enabled: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawAdmin {
-    pub address: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawHttp {
-    pub address: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawShutdown {
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawLog {
-    pub level: Option<String>,
-}
-
-impl RawConfig {
-    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Syntax {
-            path: path.to_owned(),
-            message,
-        })
-    }
-
-    pub fn from_toml(text: &str) -> Result<RawConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        expected: expected.into(),
     }
 }
 
 // ---------------------------------------------------------- validated side
 
 /// The validated configuration the agent runs with.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: Listen,
     pub stats: StatsConfig,
@@ -203,12 +59,11 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// HTTP /health and /metrics; off unless set.
     pub http: Option<SocketAddr>,
-    #[serde(with = "duration_text")]
     pub shutdown_timeout: Duration,
     pub log_level: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Listen {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
@@ -220,9 +75,8 @@ pub struct Listen {
 }
 
 /// Everything that decides which aggregates a flush derives.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StatsConfig {
-    #[serde(with = "duration_text")]
     pub flush_interval: Duration,
     pub percent_thresholds: Vec<f64>,
     pub histograms: Vec<HistogramRule>,
@@ -239,7 +93,7 @@ pub struct StatsConfig {
 
 /// Etsy's histogram entry: the first rule whose `metric` is a substring of
 /// a timer's key gives its bins.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistogramRule {
     pub metric: String,
     /// Upper bounds, ascending; `f64::INFINITY` is Etsy's `'inf'`.
@@ -247,7 +101,7 @@ pub struct HistogramRule {
 }
 
 /// Etsy's graphite backend naming options.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Naming {
     pub legacy_namespace: bool,
     pub global_prefix: String,
@@ -261,7 +115,7 @@ pub struct Naming {
     pub flush_counts: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CarbonConfig {
     pub destinations: Vec<Destination>,
     pub mode: CarbonMode,
@@ -270,19 +124,15 @@ pub struct CarbonConfig {
     pub buffer_bytes: usize,
     /// After a reconnect, what was sent this recently is sent again (carbon
     /// loses what it had received but not written when it stops).
-    #[serde(with = "duration_text")]
     pub resend_window: Duration,
     /// Bound on what is kept for re-sending (encoded bytes, estimated).
     pub resend_bytes: usize,
-    #[serde(with = "duration_text")]
     pub connect_timeout: Duration,
-    #[serde(with = "duration_text")]
     pub max_backoff: Duration,
 }
 
 /// How points are spread over several destinations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CarbonMode {
     /// Every point to every destination.
     Replicate,
@@ -291,8 +141,7 @@ pub enum CarbonMode {
     Hash,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CarbonProtocol {
     Line,
     Pickle,
@@ -370,8 +219,9 @@ impl Destination {
     }
 }
 
-impl Serialize for Destination {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl Destination {
+    /// The destination as the config file writes it.
+    pub fn to_text(&self) -> String {
         let proto = match self.protocol {
             CarbonProtocol::Line => "line",
             CarbonProtocol::Pickle => "pickle",
@@ -381,11 +231,11 @@ impl Serialize for Destination {
             .as_ref()
             .map(|i| format!(":{i}"))
             .unwrap_or_default();
-        s.serialize_str(&format!("{proto}:{}{instance}", self.address()))
+        format!("{proto}:{}{instance}", self.address())
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WhisperConfig {
     pub enabled: bool,
     pub dir: PathBuf,
@@ -395,12 +245,50 @@ pub struct WhisperConfig {
     pub aggregation: Option<PathBuf>,
     pub writers: usize,
     pub queue_flushes: usize,
-    pub max_open_files: usize,
+    /// Open files kept; `None`: as many as the descriptor limit allows,
+    /// up to [`DEFAULT_MAX_OPEN_FILES`].
+    pub max_open_files: Option<usize>,
 }
 
+impl WhisperConfig {
+    /// The open files wanted.
+    pub fn max_open_files(&self) -> usize {
+        self.max_open_files.unwrap_or(DEFAULT_MAX_OPEN_FILES)
+    }
+}
+
+/// Defaults of settings whose default is not Etsy's.
 pub const DEFAULT_UDP: &str = "0.0.0.0:8125";
 pub const DEFAULT_TCP: &str = "0.0.0.0:8125";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:8126";
+/// Etsy's flushInterval default.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// Shorter flushes would be mostly overhead.
+pub const MIN_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// The embedded store's directory, relative to the working directory.
+pub const DEFAULT_WHISPER_DIR: &str = "./data/whisper";
+/// Open whisper files kept, when whisper.max_open_files is not set.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 65536;
+/// Socket defaults: receive buffer (bytes), receivers, shards.
+pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 64 << 20;
+pub const DEFAULT_UDP_RECEIVERS: usize = 2;
+pub const DEFAULT_SHARDS: usize = 64;
+pub const DEFAULT_TCP_MAX_LINE_LENGTH: usize = 65536;
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+/// Timers keep exact values up to this many samples per interval.
+pub const DEFAULT_TIMER_EXACT_LIMIT: usize = 1000;
+/// Carbon retry and resend bounds.
+pub const DEFAULT_CARBON_BUFFER_POINTS: usize = 1_000_000;
+pub const DEFAULT_CARBON_BUFFER_BYTES: usize = 256 << 20;
+pub const DEFAULT_CARBON_RESEND_WINDOW: Duration = Duration::from_secs(30);
+pub const DEFAULT_CARBON_RESEND_BYTES: usize = 64 << 20;
+pub const DEFAULT_CARBON_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_CARBON_MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Whisper writer threads and flushes queued per writer.
+pub const DEFAULT_WHISPER_WRITERS: usize = 2;
+pub const DEFAULT_WHISPER_QUEUE_FLUSHES: usize = 16;
+/// How long sinks get to deliver at shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Config {
     /// Validates `raw` into a runnable configuration.
@@ -411,41 +299,47 @@ impl Config {
         let listen = Listen {
             udp,
             tcp,
-            udp_receivers: in_range("listen.udp_receivers", l.udp_receivers, 2, 1, 64)?,
+            udp_receivers: in_range(
+                "listen.udp_receivers",
+                l.udp_receivers,
+                DEFAULT_UDP_RECEIVERS,
+                1,
+                64,
+            )?,
             udp_receive_buffer: in_range(
                 "listen.udp_receive_buffer",
                 l.udp_receive_buffer,
-                64 << 20,
+                DEFAULT_UDP_RECEIVE_BUFFER,
                 4096,
                 1 << 30,
             )?,
             tcp_max_line_length: in_range(
                 "listen.tcp_max_line_length",
                 l.tcp_max_line_length,
-                65536,
+                DEFAULT_TCP_MAX_LINE_LENGTH,
                 64,
                 16 << 20,
             )?,
             tcp_max_connections: in_range(
                 "listen.tcp_max_connections",
                 l.tcp_max_connections,
-                1024,
+                DEFAULT_TCP_MAX_CONNECTIONS,
                 1,
                 1 << 20,
             )?,
-            shards: in_range("listen.shards", l.shards, 64, 1, 4096)?,
+            shards: in_range("listen.shards", l.shards, DEFAULT_SHARDS, 1, 4096)?,
         };
 
         let f = &raw.flush;
         let flush_interval = duration(
             "flush.interval",
-            f.interval.as_deref(),
-            Duration::from_secs(10),
+            f.interval.as_ref(),
+            DEFAULT_FLUSH_INTERVAL,
         )?;
-        if flush_interval < Duration::from_millis(10) {
+        if flush_interval < MIN_FLUSH_INTERVAL {
             return Err(invalid(
                 "flush.interval",
-                f.interval.as_deref().unwrap_or_default(),
+                duration_text(flush_interval),
                 "a duration of at least 10ms, such as \"500ms\", \"1s\" or \"10s\"",
             ));
         }
@@ -481,7 +375,7 @@ impl Config {
             timer_exact_limit: in_range(
                 "flush.timer_exact_limit",
                 f.timer_exact_limit,
-                1000,
+                DEFAULT_TIMER_EXACT_LIMIT,
                 1,
                 10_000_000,
             )?,
@@ -533,50 +427,59 @@ impl Config {
             buffer_points: in_range(
                 "carbon.buffer_points",
                 c.buffer_points,
-                1_000_000,
+                DEFAULT_CARBON_BUFFER_POINTS,
                 1,
                 1 << 32,
             )?,
             buffer_bytes: in_range(
                 "carbon.buffer_bytes",
                 c.buffer_bytes,
-                256 << 20,
+                DEFAULT_CARBON_BUFFER_BYTES,
                 1024,
                 1 << 40,
             )?,
             resend_window: duration(
                 "carbon.resend_window",
-                c.resend_window.as_deref(),
-                Duration::from_secs(30),
+                c.resend_window.as_ref(),
+                DEFAULT_CARBON_RESEND_WINDOW,
             )?,
-            resend_bytes: in_range("carbon.resend_bytes", c.resend_bytes, 64 << 20, 0, 1 << 40)?,
+            resend_bytes: in_range(
+                "carbon.resend_bytes",
+                c.resend_bytes,
+                DEFAULT_CARBON_RESEND_BYTES,
+                0,
+                1 << 40,
+            )?,
             connect_timeout: duration(
                 "carbon.connect_timeout",
-                c.connect_timeout.as_deref(),
-                Duration::from_secs(5),
+                c.connect_timeout.as_ref(),
+                DEFAULT_CARBON_CONNECT_TIMEOUT,
             )?,
             max_backoff: duration(
                 "carbon.max_backoff",
-                c.max_backoff.as_deref(),
-                Duration::from_secs(10),
+                c.max_backoff.as_ref(),
+                DEFAULT_CARBON_MAX_BACKOFF,
             )?,
         };
 
         let w = &raw.whisper;
         let whisper = WhisperConfig {
             enabled: w.enabled.unwrap_or(true),
-            dir: PathBuf::from(w.dir.as_deref().unwrap_or("./data/whisper")),
+            dir: PathBuf::from(w.dir.as_deref().unwrap_or(DEFAULT_WHISPER_DIR)),
             schemas: w.schemas.as_ref().map(PathBuf::from),
             aggregation: w.aggregation.as_ref().map(PathBuf::from),
-            writers: in_range("whisper.writers", w.writers, 2, 1, 64)?,
-            queue_flushes: in_range("whisper.queue_flushes", w.queue_flushes, 16, 1, 10_000)?,
-            max_open_files: in_range(
-                "whisper.max_open_files",
-                w.max_open_files,
-                65536,
-                16,
-                1 << 22,
+            writers: in_range("whisper.writers", w.writers, DEFAULT_WHISPER_WRITERS, 1, 64)?,
+            queue_flushes: in_range(
+                "whisper.queue_flushes",
+                w.queue_flushes,
+                DEFAULT_WHISPER_QUEUE_FLUSHES,
+                1,
+                10_000,
             )?,
+            max_open_files: w
+                .max_open_files
+                .map(|n| in_range("whisper.max_open_files", Some(n), 0, 16, 1 << 22))
+                .transpose()?,
         };
         if whisper.dir.as_os_str().is_empty() {
             return Err(invalid("whisper.dir", "\"\"", "a directory path"));
@@ -592,8 +495,8 @@ impl Config {
         };
         let shutdown_timeout = duration(
             "shutdown.timeout",
-            raw.shutdown.timeout.as_deref(),
-            Duration::from_secs(10),
+            raw.shutdown.timeout.as_ref(),
+            DEFAULT_SHUTDOWN_TIMEOUT,
         )?;
         let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
         if !matches!(
@@ -652,17 +555,8 @@ fn in_range(
     match given {
         None => Ok(default),
         Some(v) if v >= min && v <= max => Ok(v as usize),
-        Some(v) => Err(ConfigError::Invalid {
-            key,
-            value: v.to_string(),
-            expected: range_text(min, max),
-        }),
+        Some(v) => Err(invalid(key, v, format!("an integer from {min} to {max}"))),
     }
-}
-
-fn range_text(min: i64, max: i64) -> &'static str {
-    // Leaked once per bad config: the program is about to exit with it.
-    Box::leak(format!("an integer from {min} to {max}").into_boxed_str())
 }
 
 fn name_part(
@@ -715,7 +609,7 @@ fn histogram_rule(raw: &RawHistogram) -> Result<HistogramRule, ConfigError> {
     })
 }
 
-/// Parses `500ms`, `1s`, `10s`, `2m`, `1h`; a bare number means seconds.
+/// Parses `500ms`, `1s`, `10s`, `2m`, `1h`. A number needs its unit.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text
@@ -725,7 +619,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     let number: f64 = number.parse().ok()?;
     let seconds = match unit.trim() {
         "ms" => number / 1000.0,
-        "" | "s" => number,
+        "s" => number,
         "m" => number * 60.0,
         "h" => number * 3600.0,
         _ => return None,
@@ -736,34 +630,41 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds))
 }
 
+const DURATION_FORMS: &str = "a duration such as \"500ms\", \"1s\", \"10s\", \"2m\" or \"1h\"";
+
 fn duration(
     key: &'static str,
-    given: Option<&str>,
+    given: Option<&RawDuration>,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
+    let unitless = |n: &str| {
+        invalid(
+            key,
+            n,
+            format!(
+                "{DURATION_FORMS}; a number needs a unit (\"{n}s\" for seconds, or \"{n}ms\" if this is Etsy's flushInterval, which is milliseconds)"
+            ),
+        )
+    };
     match given {
         None => Ok(default),
-        Some(text) => parse_duration(text).ok_or_else(|| {
-            invalid(
-                key,
-                format!("{text:?}"),
-                "a duration such as \"500ms\", \"1s\", \"10s\", \"2m\" or \"1h\"",
-            )
-        }),
+        Some(RawDuration::Number(n)) => Err(unitless(&n.to_string())),
+        Some(RawDuration::Text(text)) if text.trim().parse::<f64>().is_ok() => {
+            Err(unitless(text.trim()))
+        }
+        Some(RawDuration::Text(text)) => {
+            parse_duration(text).ok_or_else(|| invalid(key, format!("{text:?}"), DURATION_FORMS))
+        }
     }
 }
 
-/// Prints durations the way the config file takes them.
-mod duration_text {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        let ms = d.as_millis();
-        if ms.is_multiple_of(1000) {
-            s.serialize_str(&format!("{}s", ms / 1000))
-        } else {
-            s.serialize_str(&format!("{ms}ms"))
-        }
+/// A duration the way the config file takes it.
+pub fn duration_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
     }
 }
 
@@ -831,6 +732,24 @@ mod tests {
     }
 
     #[test]
+    fn unitless_durations_are_refused_with_a_hint() {
+        for text in ["[flush]\ninterval = \"10000\"", "[flush]\ninterval = 10000"] {
+            let e = from(text).unwrap_err().to_string();
+            assert!(
+                e.contains("flush.interval = 10000")
+                    && e.contains("\"10000ms\"")
+                    && e.contains("flushInterval"),
+                "{e}"
+            );
+        }
+        let e = from("[shutdown]\ntimeout = 5").unwrap_err().to_string();
+        assert!(
+            e.contains("shutdown.timeout") && e.contains("\"5s\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn carbon_destinations() {
         let d = Destination::parse("pickle:127.0.0.1:2004:a").unwrap();
         assert_eq!(
@@ -862,7 +781,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("3"), None, "a number needs its unit");
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("-1s"), None);
     }

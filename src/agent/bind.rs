@@ -1,0 +1,52 @@
+//! Binding every listening socket before the agent runs, so `main` and the
+//! tests learn the real addresses (port 0 works) and a port held by another
+//! process stops the start with a message naming it.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+
+use crate::config::Config;
+use crate::net::{bind_tcp, bind_udp_group, BindError};
+
+/// Listening sockets, bound before the agent runs.
+pub struct BoundSockets {
+    /// Per StatsD UDP address: one SO_REUSEPORT socket per receiver thread.
+    pub udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
+    /// StatsD TCP listeners.
+    pub tcp: Vec<(SocketAddr, TcpListener)>,
+    /// The admin interface, when enabled.
+    pub admin: Option<(SocketAddr, TcpListener)>,
+    /// The HTTP endpoint, when enabled.
+    pub http: Option<(SocketAddr, TcpListener)>,
+}
+
+impl BoundSockets {
+    /// Binds everything `config` asks for.
+    pub fn bind(config: &Config) -> Result<BoundSockets, BindError> {
+        let listen = &config.listen;
+        let udp = listen
+            .udp
+            .iter()
+            .map(|addr| {
+                bind_udp_group(
+                    "StatsD UDP",
+                    *addr,
+                    listen.udp_receivers,
+                    listen.udp_receive_buffer,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let tcp = listen
+            .tcp
+            .iter()
+            .map(|addr| bind_tcp("StatsD TCP", *addr))
+            .collect::<Result<_, _>>()?;
+        let admin = config.admin.map(|a| bind_tcp("admin", a)).transpose()?;
+        let http = config.http.map(|a| bind_tcp("HTTP", a)).transpose()?;
+        Ok(BoundSockets {
+            udp,
+            tcp,
+            admin,
+            http,
+        })
+    }
+}

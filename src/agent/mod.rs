@@ -1,0 +1,243 @@
+//! The agent: starts every listener, the flush thread and the sinks, and
+//! runs until the one shutdown signal, then shuts down in order: stop
+//! listening and drain the sockets, flush one last time, let the sinks
+//! deliver within the grace period.
+//!
+//! `bind` binds the sockets first ([`BoundSockets`], so `main` and the tests
+//! learn the real addresses), `reload` decides what a new configuration
+//! changes, `flush_thread` owns the flush schedule and `sinks` builds the
+//! sinks and the agent's gauges.
+
+mod bind;
+mod flush_thread;
+mod reload;
+mod sinks;
+
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use bind::BoundSockets;
+
+use crate::admin::{self, AdminContext};
+use crate::aggregate::flush::Flusher;
+use crate::aggregate::Aggregator;
+use crate::config::Config;
+use crate::http::{self, HttpContext};
+use crate::ingest::tcp::TcpLimits;
+use crate::ingest::{tcp, udp, IngestContext};
+use crate::shutdown::{Listeners, ShutdownTrigger};
+use crate::sink::SinkHandle;
+use crate::telemetry::{unix_now_rounded, GraphiteStats, Readings, Telemetry};
+use flush_thread::FlushThread;
+use sinks::{build_sinks, SharedMonitors};
+
+/// What can change a running agent: new configurations (SIGHUP) and the
+/// log level.
+pub struct Reloads {
+    /// Validated configurations to apply.
+    pub configs: tokio::sync::mpsc::UnboundedReceiver<Config>,
+    /// Sets the log level ("info", "debug"...).
+    pub set_log_level: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Reloads {
+    /// No reloads (tests, embedding).
+    pub fn none() -> Reloads {
+        let (_tx, configs) = tokio::sync::mpsc::unbounded_channel();
+        Reloads {
+            configs,
+            set_log_level: Box::new(|_| {}),
+        }
+    }
+}
+
+/// The parts of a running agent that reloads touch.
+struct Running {
+    config: Config,
+    graphite: Arc<GraphiteStats>,
+    telemetry: Arc<Telemetry>,
+    monitors: SharedMonitors,
+    flush: FlushThread,
+}
+
+/// Runs the agent until `shutdown` completes, then shuts down in order.
+/// `extra_sinks` are added to the sinks the config asks for (tests pass a
+/// spy sink here). Configurations arriving on `reloads` are applied live
+/// where they can be.
+pub async fn run(
+    config: Config,
+    sockets: BoundSockets,
+    extra_sinks: Vec<SinkHandle>,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: Reloads,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    let started = Instant::now();
+    let telemetry = Arc::new(Telemetry::default());
+    let graphite = Arc::new(GraphiteStats::new(unix_now_rounded()));
+    let aggregator = Arc::new(Aggregator::new(config.listen.shards, &config.stats));
+    let ingest = Arc::new(IngestContext {
+        aggregator: aggregator.clone(),
+        telemetry: telemetry.clone(),
+        sanitize_keys: config.stats.key_name_sanitize,
+    });
+
+    let mut sinks = extra_sinks;
+    sinks.extend(build_sinks(&config, &graphite, &telemetry, &runtime)?);
+    for sink in &sinks {
+        tracing::info!(sink = %sink.name, "sink started");
+    }
+    let monitors: SharedMonitors =
+        Arc::new(Mutex::new(sinks.iter().map(SinkHandle::monitor).collect()));
+    let readings: Readings =
+        sinks::readings(aggregator.clone(), monitors.clone(), graphite.clone());
+    let healthy = Arc::new(AtomicBool::new(true));
+
+    // Every listener: bound already, started here, stopped by one signal.
+    let (trigger, stop) = ShutdownTrigger::new();
+    let mut listeners = Listeners::default();
+    for (addr, group) in sockets.udp {
+        tracing::info!(protocol = "udp", %addr, receivers = group.len(), "listening");
+        for (i, socket) in group.into_iter().enumerate() {
+            let (ingest, stop) = (ingest.clone(), stop.clone());
+            listeners.spawn_thread(format!("udp-{}-{i}", addr.port()), move || {
+                udp::receive_loop(socket, ingest, stop)
+            })?;
+        }
+    }
+    let limits = TcpLimits {
+        max_line_length: config.listen.tcp_max_line_length,
+        max_connections: config.listen.tcp_max_connections,
+    };
+    for (addr, listener) in sockets.tcp {
+        tracing::info!(protocol = "tcp", %addr, "listening");
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        listeners.spawn(
+            "tcp",
+            tcp::serve(listener, ingest.clone(), limits, stop.clone()),
+        );
+    }
+    if let Some((addr, listener)) = sockets.admin {
+        tracing::info!(protocol = "admin", %addr, "listening");
+        let ctx = Arc::new(AdminContext {
+            aggregator: aggregator.clone(),
+            telemetry: telemetry.clone(),
+            graphite: graphite.clone(),
+            config_lines: crate::config::print::admin_lines(&config),
+            started,
+            healthy: healthy.clone(),
+            readings: readings.clone(),
+        });
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        listeners.spawn("admin", admin::serve(listener, ctx, stop.clone()));
+    }
+    if let Some((addr, listener)) = sockets.http {
+        tracing::info!(protocol = "http", %addr, "listening");
+        let ctx = Arc::new(HttpContext {
+            telemetry: telemetry.clone(),
+            readings: readings.clone(),
+            healthy: healthy.clone(),
+            started,
+        });
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        listeners.spawn("http", http::serve(listener, ctx, stop.clone()));
+    }
+
+    let mut flusher = Flusher::new(
+        aggregator.clone(),
+        config.stats.clone(),
+        config.naming.clone(),
+        telemetry.clone(),
+        graphite.clone(),
+    );
+    flusher.set_readings(readings);
+    let interval = config.stats.flush_interval;
+    let flush = FlushThread::start(flusher, interval, sinks, runtime.clone(), grace(&config))?;
+    tracing::info!(?interval, "agent running");
+    crate::systemd::notify("READY=1");
+
+    let mut running = Running {
+        config,
+        graphite,
+        telemetry,
+        monitors,
+        flush,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(new) = reloads.configs.recv() => {
+                crate::systemd::notify_reloading();
+                running.reload(new, &reloads, &runtime);
+                crate::systemd::notify("READY=1");
+            }
+        }
+    }
+
+    crate::systemd::notify("STOPPING=1");
+    tracing::info!("shutting down: draining sockets");
+    trigger.trigger();
+    listeners.drained().await;
+    tracing::info!("final flush");
+    let grace = grace(&running.config);
+    for sink in running.flush.finish().await {
+        sink.close(grace).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// How long sinks get to deliver what they hold when they close.
+fn grace(config: &Config) -> Duration {
+    config.shutdown_timeout + Duration::from_secs(1)
+}
+
+impl Running {
+    /// Applies a new configuration as far as it can be applied live.
+    fn reload(&mut self, new: Config, reloads: &Reloads, runtime: &tokio::runtime::Handle) {
+        let mut plan = reload::plan(&self.config, new);
+        for key in &plan.needs_restart {
+            tracing::warn!(
+                key,
+                "changed in the reloaded config, but takes effect only after a restart"
+            );
+        }
+        for warning in &plan.warnings {
+            tracing::warn!("reload: {warning}");
+        }
+        if plan.log_level_changed {
+            (reloads.set_log_level)(&plan.config.log_level);
+        }
+        let sinks = if plan.sinks_changed {
+            match build_sinks(&plan.config, &self.graphite, &self.telemetry, runtime) {
+                Ok(sinks) => {
+                    if let Ok(mut m) = self.monitors.lock() {
+                        *m = sinks.iter().map(SinkHandle::monitor).collect();
+                    }
+                    for sink in &sinks {
+                        tracing::info!(sink = %sink.name, "sink started (reload)");
+                    }
+                    Some(sinks)
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"),
+                        "reload: the new sinks cannot start; keeping the running ones");
+                    plan.config.whisper = self.config.whisper.clone();
+                    plan.config.carbon = self.config.carbon.clone();
+                    plan.config.console = self.config.console;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let config = plan.config;
+        self.flush
+            .reload(config.stats.clone(), config.naming.clone(), sinks);
+        tracing::info!(interval = ?config.stats.flush_interval, "configuration reloaded");
+        self.config = config;
+    }
+}

@@ -1,0 +1,200 @@
+//! Sockets for every listener: options, binding (refusing an address that
+//! another process holds), and the one TCP accept loop, which backs off on
+//! errors such as EMFILE instead of spinning.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::shutdown::Shutdown;
+use crate::telemetry::LogLimit;
+
+/// Why a listening socket could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// Another socket holds the address.
+    #[error(
+        "{what} {addr} is already in use by another process (is another sluice or statsd running?)"
+    )]
+    InUse {
+        /// What was being bound ("StatsD UDP", "admin"...).
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// Any other failure.
+    #[error("cannot bind {what} {addr}: {source}")]
+    Io {
+        /// What was being bound.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The system's error.
+        source: std::io::Error,
+    },
+}
+
+fn bind_error(what: &'static str, addr: SocketAddr, source: std::io::Error) -> BindError {
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        BindError::InUse { what, addr }
+    } else {
+        BindError::Io { what, addr, source }
+    }
+}
+
+/// `count` UDP sockets sharing one address through SO_REUSEPORT, each with
+/// `receive_buffer` bytes of receive buffer; returns the address bound
+/// (port 0 becomes a real port).
+///
+/// SO_REUSEPORT would also let a second sluice (same user) bind the port
+/// and silently take half the traffic, so the address is first bound by a
+/// plain socket, which fails if anyone holds it.
+pub fn bind_udp_group(
+    what: &'static str,
+    addr: SocketAddr,
+    count: usize,
+    receive_buffer: usize,
+) -> Result<(SocketAddr, Vec<UdpSocket>), BindError> {
+    let probe = UdpSocket::bind(addr).map_err(|e| bind_error(what, addr, e))?;
+    let actual = probe.local_addr().map_err(|e| bind_error(what, addr, e))?;
+    drop(probe);
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let socket =
+            reuseport_udp(actual, receive_buffer).map_err(|e| bind_error(what, addr, e))?;
+        sockets.push(socket);
+    }
+    Ok((actual, sockets))
+}
+
+fn reuseport_udp(addr: SocketAddr, receive_buffer: usize) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    set_receive_buffer(&socket, receive_buffer);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// A non-blocking TCP listener on `addr` (SO_REUSEADDR, so a restart does
+/// not wait for TIME_WAIT; two listeners on one address still fail).
+pub fn bind_tcp(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(SocketAddr, std::net::TcpListener), BindError> {
+    let fail = |e| bind_error(what, addr, e);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(1024).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    let listener: std::net::TcpListener = socket.into();
+    let actual = listener.local_addr().map_err(fail)?;
+    Ok((actual, listener))
+}
+
+/// Asks for `wanted` bytes of receive buffer: SO_RCVBUFFORCE (exceeds
+/// rmem_max, needs CAP_NET_ADMIN), else SO_RCVBUF (capped by rmem_max).
+fn set_receive_buffer(socket: &Socket, wanted: usize) {
+    let size = wanted.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: setsockopt reads exactly size_of::<c_int>() bytes from `size`,
+    // which lives for the call; the descriptor is open (we own `socket`).
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced {
+        let _ = socket.set_recv_buffer_size(wanted);
+    }
+    let got = socket.recv_buffer_size().unwrap_or(0);
+    tracing::debug!(wanted, got, forced, "UDP receive buffer");
+    if got < wanted {
+        tracing::warn!(
+            wanted,
+            got,
+            "UDP receive buffer smaller than configured (raise net.core.rmem_max or grant CAP_NET_ADMIN)"
+        );
+    }
+}
+
+/// First and longest pause after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Accepts connections on `listener` until `shutdown`, handing each to
+/// `on_accept`. A failed accept (EMFILE, ENFILE, ENOBUFS...) is logged at
+/// most once a second with the count in between, and the loop pauses,
+/// doubling from 10 ms up to 1 s, so running out of descriptors does not
+/// spin a core.
+pub async fn accept_loop(
+    what: &'static str,
+    listener: &TcpListener,
+    mut shutdown: Shutdown,
+    mut on_accept: impl FnMut(TcpStream, SocketAddr),
+) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut log = LogLimit::per_second();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                on_accept(stream, peer);
+            }
+            Err(e) => {
+                if let Some(suppressed) = log.ready() {
+                    tracing::warn!(listener = what, error = %e, suppressed, ?backoff,
+                        "accept failed; pausing before the next accept");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.wait() => return,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_udp_port_is_refused() {
+        let (addr, sockets) =
+            bind_udp_group("StatsD UDP", "127.0.0.1:0".parse().unwrap(), 2, 4096).unwrap();
+        assert_eq!(sockets.len(), 2);
+        assert_ne!(addr.port(), 0);
+        match bind_udp_group("StatsD UDP", addr, 2, 4096) {
+            Err(BindError::InUse { addr: a, .. }) => assert_eq!(a, addr),
+            other => panic!("a held port was bound again: {other:?}"),
+        }
+        let message = bind_udp_group("StatsD UDP", addr, 1, 4096)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(&addr.to_string()) && message.contains("in use"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_held_tcp_port_is_refused() {
+        let (addr, _listener) = bind_tcp("admin", "127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(matches!(
+            bind_tcp("admin", addr),
+            Err(BindError::InUse { .. })
+        ));
+    }
+}
