@@ -2,7 +2,7 @@
 //! Etsy's commands and reply shapes, pipelined commands, deletes with
 //! patterns while traffic flows.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

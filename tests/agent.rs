@@ -1,7 +1,7 @@
 //! End-to-end: the real binary on loopback, real datagrams and TCP streams
 //! in, a real TCP listener capturing what the carbon sink writes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! whose reported drops equal what carbon misses, and hash mode against
 //! carbon's own consistent-hash ring.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::UdpSocket;

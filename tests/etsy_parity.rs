@@ -9,7 +9,7 @@
 //! deliberately differs (README, "Differences from Etsy statsd") are
 //! covered by tests/agent.rs instead.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! left empty by an interrupted creation are replaced, and kill -9 in the
 //! middle of creating thousands of files leaves only whole files.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

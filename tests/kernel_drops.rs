@@ -4,7 +4,7 @@
 //! and equal the host's UdpRcvbufErrors delta from /proc/net/snmp.
 //! (Its own test binary, so no other test's sockets share the host counter.)
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

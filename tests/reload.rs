@@ -2,7 +2,7 @@
 //! flush without losing counts, a broken file keeps the running config,
 //! and settings that need new sockets are reported, not applied.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

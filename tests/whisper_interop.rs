@@ -4,7 +4,7 @@
 //! CLI tools print what whisper-info / whisper-fetch print, and sluice
 //! reads Python-written files with the same numbers as Python.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,6 +7,7 @@
 //! backend does. The result is one [`PointBatch`] for the sinks.
 
 use std::borrow::Cow;
+use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,6 +72,8 @@ pub struct Flusher {
     /// The last flush's batch once every sink has let go of it: its
     /// buffers are reused, so a big flush does not fault in fresh pages.
     spare: Option<PointBatch>,
+    /// Scratch for the agent's own keys (no allocation per flush).
+    key_buf: String,
     /// Sizes of the last batch, to size a fresh one in one go.
     last_points: usize,
     last_name_bytes: usize,
@@ -100,6 +103,7 @@ impl Flusher {
             readings: None,
             snapshot: Snapshot::default(),
             spare: None,
+            key_buf: String::new(),
             last_points: 0,
             last_name_bytes: 0,
         };
@@ -276,11 +280,12 @@ impl Flusher {
     /// timestamp_lag, through the ordinary aggregation path.
     fn fold_own_counters(&mut self, ts: i64) {
         let agg = &self.aggregator;
+        let mut key = std::mem::take(&mut self.key_buf);
         for (def, count) in self.telemetry.take_for_flush() {
             if count == 0 {
                 continue;
             }
-            let key = self.names.internal_key(def.name);
+            self.names.write_internal_key(&mut key, def.name);
             agg.apply_one(
                 key.as_bytes(),
                 Sample {
@@ -294,9 +299,10 @@ impl Flusher {
         if let Some(previous) = self.previous_ts {
             let lag =
                 (ts - previous) as f64 - self.stats.flush_interval.as_millis() as f64 / 1000.0;
-            let key = self.names.internal_key("timestamp_lag");
+            self.names.write_internal_key(&mut key, "timestamp_lag");
             agg.set_internal_gauge(key.as_bytes(), lag);
         }
+        self.key_buf = key;
         self.previous_ts = Some(ts);
     }
 
@@ -470,7 +476,17 @@ impl Namer {
 
     /// `<prefixStats>.<name>`: the key of an internal counter or gauge.
     fn internal_key(&self, name: &str) -> String {
-        format!("{}.{}", self.naming.prefix_stats, name)
+        let mut key = String::new();
+        self.write_internal_key(&mut key, name);
+        key
+    }
+
+    /// `<prefixStats>.<name>` into `out` (cleared first).
+    fn write_internal_key(&self, out: &mut String, name: &str) {
+        out.clear();
+        out.push_str(&self.naming.prefix_stats);
+        out.push('.');
+        out.push_str(name);
     }
 
     /// A key as its names use it, converted once for all of them.
@@ -538,11 +554,11 @@ impl Namer {
         let legacy = self.naming.legacy_namespace;
         batch.push_with(value, |o| match stat {
             OwnStat::NumStats if legacy => {
-                o.push_str(&format!("{ps}.numStats{sfx}"));
+                let _ = write!(o, "{ps}.numStats{sfx}");
             }
             OwnStat::NumStats => self.write(o, &self.global, &ps_key, &["numStats"]),
             OwnStat::CalculationTime if legacy => {
-                o.push_str(&format!("stats.{ps}.graphiteStats.calculationtime{sfx}"));
+                let _ = write!(o, "stats.{ps}.graphiteStats.calculationtime{sfx}");
             }
             OwnStat::CalculationTime => self.write(
                 o,
@@ -551,7 +567,7 @@ impl Namer {
                 &["graphiteStats", "calculationtime"],
             ),
             OwnStat::ProcessingTime if legacy => {
-                o.push_str(&format!("stats.{ps}.processing_time{sfx}"));
+                let _ = write!(o, "stats.{ps}.processing_time{sfx}");
             }
             OwnStat::ProcessingTime => self.write(o, &self.global, &ps_key, &["processing_time"]),
             OwnStat::Graphite(name) => {
@@ -559,15 +575,156 @@ impl Namer {
                     o.push_str(segment);
                     o.push('.');
                 }
-                o.push_str(&format!("{ps}.graphiteStats.{name}{sfx}"));
+                let _ = write!(o, "{ps}.graphiteStats.{name}{sfx}");
             }
             OwnStat::Agent(name) => {
                 for segment in &self.global {
                     o.push_str(segment);
                     o.push('.');
                 }
-                o.push_str(&format!("{ps}.{name}{sfx}"));
+                let _ = write!(o, "{ps}.{name}{sfx}");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Etsy's flush rules in-process: the aggregator fed through the real
+    //! parser, flushed by the real Flusher, checked name by name against
+    //! what Etsy's statsd 0.9 flushes for the same input (the end-to-end
+    //! parity test runs Etsy itself).
+
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{Config, RawConfig};
+    use crate::ingest::{IngestContext, PacketParser};
+
+    struct Harness {
+        ctx: IngestContext,
+        flusher: Flusher,
+        parser: PacketParser,
+        ts: i64,
+    }
+
+    impl Harness {
+        fn new(toml: &str) -> Harness {
+            let config = Config::from_raw(&RawConfig::from_toml(toml).unwrap()).unwrap();
+            let aggregator = Arc::new(Aggregator::new(4, &config.stats));
+            let telemetry = Arc::new(Telemetry::default());
+            let flusher = Flusher::new(
+                aggregator.clone(),
+                config.stats.clone(),
+                config.naming.clone(),
+                telemetry.clone(),
+                Arc::new(GraphiteStats::new(1000)),
+            );
+            Harness {
+                ctx: IngestContext {
+                    aggregator,
+                    telemetry,
+                    sanitize_keys: true,
+                },
+                flusher,
+                parser: PacketParser::default(),
+                ts: 1000,
+            }
+        }
+
+        fn send(&mut self, packet: &[u8]) {
+            self.parser.packet(&self.ctx, packet);
+            self.parser.commit(&self.ctx);
+        }
+
+        fn flush(&mut self) -> BTreeMap<String, f64> {
+            self.ts += 10;
+            let batch = self.flusher.flush(self.ts);
+            batch.iter().map(|(n, v)| (n.to_string(), v)).collect()
+        }
+    }
+
+    #[test]
+    fn counters_are_divided_by_the_rate_and_reset() {
+        let mut h = Harness::new("[flush]\ninterval = \"10s\"");
+        h.send(b"hits:1|c\nhits:2|c|@0.5\nhits:3|c");
+        let f = h.flush();
+        assert_eq!(f["stats_counts.hits"], 8.0);
+        assert_eq!(f["stats.hits"], 0.8, "per second over the 10 s interval");
+        assert_eq!(f["stats.statsd.metrics_received"], 0.3);
+        assert_eq!(f["stats_counts.statsd.packets_received"], 1.0);
+        let f = h.flush();
+        assert_eq!(
+            f["stats_counts.hits"], 0.0,
+            "kept at 0 without delete_counters"
+        );
+    }
+
+    #[test]
+    fn idle_stats_are_deleted_when_asked() {
+        let mut h = Harness::new("[flush]\ndelete_idle_stats = true\ndelete_gauges = false");
+        h.send(b"c:1|c\nt:5|ms\ns:a|s\ng:3|g");
+        let f = h.flush();
+        assert!(f.contains_key("stats_counts.c") && f.contains_key("stats.timers.t.count"));
+        let f = h.flush();
+        for gone in [
+            "stats_counts.c",
+            "stats.timers.t.count",
+            "stats.sets.s.count",
+        ] {
+            assert!(!f.contains_key(gone), "{gone} outlived its interval");
+        }
+        assert_eq!(f["stats.gauges.g"], 3.0, "delete_gauges = false keeps them");
+        assert_eq!(
+            f["stats_counts.statsd.bad_lines_seen"], 0.0,
+            "Etsy's own counters stay"
+        );
+    }
+
+    #[test]
+    fn gauges_take_deltas_and_persist() {
+        let mut h = Harness::new("[log]\nlevel = \"info\"");
+        h.send(b"temp:50|g\ntemp:+10|g\ntemp:-5|g\nneg:-3|g");
+        let f = h.flush();
+        assert_eq!(f["stats.gauges.temp"], 55.0);
+        assert_eq!(f["stats.gauges.neg"], -3.0);
+        h.send(b"temp:+1|g");
+        assert_eq!(h.flush()["stats.gauges.temp"], 56.0);
+    }
+
+    #[test]
+    fn timers_derive_etsy_statistics() {
+        let mut h = Harness::new("[flush]\ninterval = \"10s\"\npercent_thresholds = [90, 50]");
+        h.send(b"lat:100|ms\nlat:200|ms\nlat:300|ms|@0.5\nlat:50|ms");
+        let f = h.flush();
+        let t = |s: &str| f[&format!("stats.timers.lat.{s}")];
+        assert_eq!(t("count"), 5.0, "a sample at @0.5 counts twice");
+        assert_eq!(t("count_ps"), 0.5);
+        assert_eq!((t("lower"), t("upper"), t("sum")), (50.0, 300.0, 650.0));
+        assert_eq!(t("mean"), 162.5);
+        assert_eq!(t("median"), 150.0);
+        assert_eq!((t("upper_90"), t("count_90")), (300.0, 4.0));
+        assert_eq!((t("upper_50"), t("mean_50")), (100.0, 75.0));
+        assert_eq!(t("sum_squares"), 142_500.0, "over the values, not the rate");
+    }
+
+    #[test]
+    fn sets_count_unique_members() {
+        let mut h = Harness::new("[log]\nlevel = \"info\"");
+        h.send(b"users:alice|s\nusers:bob|s\nusers:alice|s");
+        assert_eq!(h.flush()["stats.sets.users.count"], 2.0);
+    }
+
+    #[test]
+    fn non_legacy_naming_with_prefixes_and_suffix() {
+        let mut h = Harness::new(
+            "[graphite]\nlegacy_namespace = false\nglobal_prefix = \"app\"\nglobal_suffix = \"host1\"",
+        );
+        h.send(b"hits:2|c\ntemp:1|g");
+        let f = h.flush();
+        assert_eq!(f["app.counters.hits.count.host1"], 2.0);
+        assert_eq!(f["app.gauges.temp.host1"], 1.0);
+        assert!(f.contains_key("app.statsd.numStats.host1"), "{f:?}");
     }
 }

@@ -1,0 +1,20 @@
+//! sluice's integration tests, in one binary: the real binary and the real
+//! library on 127.0.0.1 with port 0, real datagrams, real whisper files and
+//! the real peers the scripts install (Etsy's statsd, Python whisper,
+//! carbon-cache). ARCHITECTURE.md's Testing section says which test needs
+//! which peer.
+
+mod common;
+
+mod admin;
+mod agent;
+mod alloc;
+mod carbon_forwarding;
+mod etsy_parity;
+mod hostile_store;
+mod in_process;
+mod kernel_drops;
+mod parser_props;
+mod reload;
+mod whisper_fixtures;
+mod whisper_interop;
