@@ -102,6 +102,18 @@ fn etsy_commands_and_shapes() {
     ] {
         assert!(stats.contains(line), "{line:?} not in {stats}");
     }
+    // With no failure, Etsy 0.9 prints now - 0 (its last_exception starts
+    // at 0, unlike last_flush): checked against statsd 0.9.0's admin port.
+    let last_exception: i64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("graphite.last_exception: "))
+        .and_then(|v| v.parse().ok())
+        .expect("graphite.last_exception line");
+    let now = sluice::telemetry::unix_now_rounded();
+    assert!(
+        (now - last_exception).abs() <= 5,
+        "{last_exception} vs {now}"
+    );
     let config = ask(&mut admin, "config\n", "END\n\n");
     assert!(
         config.starts_with('\n')

@@ -376,3 +376,43 @@ fn tells_systemd_when_ready_and_stopping() {
     let n = socket.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"STOPPING=1");
 }
+
+// Regression: SO_REUSEPORT let a second sluice bind the port a running
+// one held; the two split the traffic (200 datagrams came out as 103 and
+// 97) and wrote the same whisper files.
+#[test]
+fn a_second_agent_on_a_held_port_refuses_to_start() {
+    let first = Sluice::start(&["--no-whisper"]);
+    let held = first.udp.to_string();
+    let mut second = std::process::Command::new(common::binary())
+        .args([
+            "--no-whisper",
+            "--admin",
+            "",
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            &held,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: were the port taken again, the second agent would run on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while second.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second agent started on {held}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&held) && err.contains("already in use"),
+        "the refusal names the address: {err}"
+    );
+    assert!(first.terminate().success());
+}

@@ -255,7 +255,6 @@ fn legacy_group() -> Group {
             udp("hex value", &[b"ec:0x10|c"]),
             udp("blank value counts 0", &[b"ed: |c"]),
             udp("fields after the rate ignored", &[b"ee:1|c|@0.5|extra"]),
-            udp("unknown type is a counter", &[b"ef:1|C\nzz:2|z"]),
             udp("blanks around value and type", &[b"lead: 5|c\ntyp:1| c\ntyp2:1|c "]),
             udp("rate with trailing blank, rate .5, rate above 1", &[b"rate2:1|c|@0.5 \nrate:1|c|@.5\ner:1|c|@1.5"]),
             udp("gauge set, delta down, delta up", &[b"gg:10|g\ngg:-10|g\ngg:+5|g"]),

@@ -710,6 +710,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_type_makes_the_whole_line_bad() {
+        let mut h = Harness::new("[log]\nlevel = \"info\"");
+        h.send(b"a:1|cb:2|g\nok:1|c\nzz:2|z");
+        let f = h.flush();
+        assert_eq!(f["stats_counts.statsd.bad_lines_seen"], 2.0);
+        assert!(!f.contains_key("stats_counts.a") && !f.contains_key("stats.gauges.a"));
+        assert!(!f.contains_key("stats_counts.zz"));
+        assert_eq!(f["stats_counts.ok"], 1.0);
+    }
+
+    #[test]
     fn sets_count_unique_members() {
         let mut h = Harness::new("[log]\nlevel = \"info\"");
         h.send(b"users:alice|s\nusers:bob|s\nusers:alice|s");

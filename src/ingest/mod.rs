@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::aggregate::{Aggregator, ShardBatch};
-use crate::protocol::statsd::{lines, parse_line, parse_plain, Line};
+use crate::protocol::statsd::{lines, parse_line, parse_plain, BadSample, Line};
 use crate::telemetry::{unix_now_rounded, BatchTally, Telemetry};
 
 /// What every receiver shares.
@@ -49,6 +49,16 @@ impl PacketParser {
                     continue;
                 }
             };
+            // An unknown type means a garbled line (statsd-ruby 1.4's TCP
+            // lines run together as `a:1|cb:2|g`): none of it is trusted.
+            if metric
+                .samples()
+                .any(|s| matches!(s, Err(BadSample::UnknownType)))
+            {
+                self.tally.bad_lines += 1;
+                self.bad_log.bad_line(line, &BadSample::UnknownType);
+                continue;
+            }
             let key = self.batch.add_key(&ctx.aggregator, |arena| {
                 metric.write_key(arena, ctx.sanitize_keys)
             });

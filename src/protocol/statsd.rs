@@ -46,6 +46,8 @@ pub enum BadSample {
     NoType,
     #[error("the value is not a number")]
     NotANumber,
+    #[error("unknown metric type (c, ms, h, d, g or s)")]
+    UnknownType,
     #[error("the value is not finite")]
     NotFinite,
     #[error("a timer value must be >= 0")]
@@ -367,8 +369,11 @@ fn parse_sample<'a>(piece: &'a [u8], trailer: &'a [u8]) -> Result<Sample<'a>, Ba
                 member: value,
             })
         }
-        // Etsy counts every other type (`c`, `C`, unknown ones) as a counter.
-        _ => SampleKind::Counter,
+        b"c" => SampleKind::Counter,
+        // Etsy counts every other type as a counter, so statsd-ruby 1.4's
+        // unseparated TCP lines (`a:1|cb:2|g`) became a counter `a`; here
+        // an unknown type is a bad line (README, Differences from Etsy).
+        _ => return Err(BadSample::UnknownType),
     };
     Ok(Sample {
         kind,
@@ -537,7 +542,11 @@ mod tests {
         let s = one("u:alice|s").unwrap();
         assert_eq!((s.kind, s.member), (SampleKind::Set, &b"alice"[..]));
         assert_eq!(one("u:|s").unwrap().member, b"0");
-        assert_eq!(one("odd:5|C").unwrap().kind, SampleKind::Counter);
+        assert_eq!(one("odd:5|C"), Err(BadSample::UnknownType));
+        // statsd-ruby 1.4 over TCP, lines without separators (the ingest
+        // refuses the whole line).
+        assert_eq!(samples_of("a:1|cb:2|g")[0], Err(BadSample::UnknownType));
+        assert_eq!(one("spaced:5| c ").unwrap().kind, SampleKind::Counter);
         assert_eq!(one("ec:0x10|c").unwrap().value, 16.0);
         assert_eq!(one("ed: |c").unwrap().value, 0.0);
         assert_eq!(one("r:1|c|@1e-05").unwrap().rate, 1e-5);
