@@ -74,6 +74,7 @@ fn reuseport_udp(addr: SocketAddr, receive_buffer: usize) -> std::io::Result<Udp
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
     set_receive_buffer(&socket, receive_buffer);
+    enable_drop_counter(&socket);
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
@@ -95,21 +96,37 @@ pub fn bind_tcp(
     Ok((actual, listener))
 }
 
+/// Sets an integer socket option.
+fn set_int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
+    // SAFETY: setsockopt reads exactly size_of::<c_int>() bytes from
+    // `value`, which lives for the call; the descriptor is open (borrowed
+    // from a live socket).
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Asks for `wanted` bytes of receive buffer: SO_RCVBUFFORCE (exceeds
 /// rmem_max, needs CAP_NET_ADMIN), else SO_RCVBUF (capped by rmem_max).
 fn set_receive_buffer(socket: &Socket, wanted: usize) {
     let size = wanted.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: setsockopt reads exactly size_of::<c_int>() bytes from `size`,
-    // which lives for the call; the descriptor is open (we own `socket`).
-    let forced = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } == 0;
+    let forced = set_int_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_ok();
     if !forced {
         let _ = socket.set_recv_buffer_size(wanted);
     }
@@ -121,6 +138,14 @@ fn set_receive_buffer(socket: &Socket, wanted: usize) {
             got,
             "UDP receive buffer smaller than configured (raise net.core.rmem_max or grant CAP_NET_ADMIN)"
         );
+    }
+}
+
+/// Asks the kernel to attach the socket's drop count to each datagram
+/// (SO_RXQ_OVFL), which the receivers report as kernel drops.
+fn enable_drop_counter(socket: &Socket) {
+    if let Err(e) = set_int_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1) {
+        tracing::warn!(error = %e, "SO_RXQ_OVFL unavailable: kernel drops per socket are not reported");
     }
 }
 

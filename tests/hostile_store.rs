@@ -8,7 +8,7 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{send_udp, write_file, CarbonCapture, Sluice};
+use common::{send_udp, CarbonCapture, Sluice};
 use sluice::store::format::WhisperFile;
 
 /// The reliability issue's 64-byte file: two archives (1 s x 1 point and
@@ -23,24 +23,26 @@ fn crafted_rollup_file() -> Vec<u8> {
     b
 }
 
-fn store_config(dir: &Path, store: &Path) -> String {
-    let schemas = write_file(
-        dir,
-        "schemas.conf",
-        "[all]\npattern = .*\nretentions = 1s:1h\n",
-    );
-    write_file(
-        dir,
-        "sluice.toml",
-        &format!(
-            "[whisper]\ndir = {:?}\nschemas = {:?}\n",
-            store.to_str().unwrap(),
-            schemas.to_str().unwrap()
-        ),
-    )
-    .to_str()
-    .unwrap()
-    .to_string()
+fn config_for(dir: &Path, store: &Path) -> String {
+    common::store_config(dir, store, "1s:1h", "")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// sluice on `config`, flushing every second to a capturing listener.
+fn start_on(config: &str) -> (Sluice, CarbonCapture) {
+    let capture = CarbonCapture::start();
+    let carbon = capture.addr.to_string();
+    let sluice = Sluice::start(&[
+        "--config",
+        config,
+        "--flush-interval",
+        "1s",
+        "--carbon",
+        &carbon,
+    ]);
+    (sluice, capture)
 }
 
 fn sum_of(path: &Path) -> f64 {
@@ -57,17 +59,7 @@ fn regression_crafted_header_does_not_abort_the_agent() {
     std::fs::create_dir_all(store.join("stats_counts/adv")).unwrap();
     let evil = store.join("stats_counts/adv/evil.wsp");
     std::fs::write(&evil, crafted_rollup_file()).unwrap();
-    let config = store_config(dir.path(), &store);
-    let mut capture = CarbonCapture::start();
-    let carbon = capture.addr.to_string();
-    let sluice = Sluice::start(&[
-        "--config",
-        &config,
-        "--flush-interval",
-        "1s",
-        "--carbon",
-        &carbon,
-    ]);
+    let (sluice, mut capture) = start_on(&config_for(dir.path(), &store));
     send_udp(sluice.udp, &[b"adv.evil:1|c\nadv.good:2|c"]);
     let errors = "stats_counts.statsd.whisper_errors";
     let flush = capture.flush_with(errors, Duration::from_secs(10));
@@ -126,17 +118,7 @@ fn interrupted_creations_are_replaced_and_other_files_left_alone() {
     let foreign = b"some operator's file that is not whisper at all".to_vec();
     std::fs::write(counts.join("foreign.wsp"), &foreign).unwrap();
 
-    let config = store_config(dir.path(), &store);
-    let mut capture = CarbonCapture::start();
-    let carbon = capture.addr.to_string();
-    let sluice = Sluice::start(&[
-        "--config",
-        &config,
-        "--flush-interval",
-        "1s",
-        "--carbon",
-        &carbon,
-    ]);
+    let (sluice, mut capture) = start_on(&config_for(dir.path(), &store));
     send_udp(sluice.udp, &[b"empty:4|c\nheaderonly:6|c\nforeign:1|c"]);
     let errors = "stats_counts.statsd.whisper_errors";
     let flush = capture.flush_with(errors, Duration::from_secs(10));
@@ -168,7 +150,7 @@ fn whisper_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 fn kill_9_while_creating_files_leaves_only_whole_files() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("whisper");
-    let config = store_config(dir.path(), &store);
+    let config = config_for(dir.path(), &store);
     for round in 0..2 {
         let mut sluice = Sluice::start(&["--config", &config, "--flush-interval", "1s"]);
         // 20 000 new counters each round: two files each, created while

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{send_tcp, send_udp, write_file, Sluice};
+use common::{send_tcp, send_udp, store_config, Sluice};
 use serde_json::Value;
 use sluice::store::format::WhisperFile;
 
@@ -73,23 +73,6 @@ fn sluice_tool(args: &[&str]) -> String {
 
 /// A config file with the whisper store in `store`, every metric kept at
 /// `retentions` (1 s first, so each flush has its own slot), plus `extra`.
-fn store_config(dir: &Path, store: &Path, retentions: &str, extra: &str) -> PathBuf {
-    let schemas = write_file(
-        dir,
-        "schemas.conf",
-        &format!("[all]\npattern = .*\nretentions = {retentions}\n"),
-    );
-    write_file(
-        dir,
-        "sluice.toml",
-        &format!(
-            "[whisper]\ndir = {:?}\nschemas = {:?}\n{extra}",
-            store.to_str().unwrap(),
-            schemas.to_str().unwrap()
-        ),
-    )
-}
-
 const SUM_RECENT: &str = r#"
 import json, sys, time, whisper
 out = {}

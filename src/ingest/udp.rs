@@ -125,7 +125,6 @@ pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, shutdown: Shutdo
         tracing::error!(error = %e, "cannot set the UDP read timeout; receiver stops");
         return;
     }
-    enable_drop_counter(&socket);
     let mut buffers = MmsgBuffers::new();
     let mut parser = PacketParser::default();
     let mut drops_seen = 0u32;
@@ -166,24 +165,6 @@ pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, shutdown: Shutdo
                 std::thread::sleep(POLL);
             }
         }
-    }
-}
-
-/// Asks the kernel to attach the socket's drop count to each datagram.
-fn enable_drop_counter(socket: &UdpSocket) {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads one c_int from `on`, which outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RXQ_OVFL,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::warn!(error = %io::Error::last_os_error(), "SO_RXQ_OVFL unavailable: kernel drops per socket are not reported");
     }
 }
 

@@ -362,3 +362,22 @@ pub fn free_port() -> u16 {
     drop(t);
     port
 }
+
+/// A sluice config file in `dir` writing the whisper store at `store`
+/// with one schema for every metric (`retentions`), plus `extra` TOML.
+pub fn store_config(dir: &Path, store: &Path, retentions: &str, extra: &str) -> PathBuf {
+    let schemas = write_file(
+        dir,
+        "schemas.conf",
+        &format!("[all]\npattern = .*\nretentions = {retentions}\n"),
+    );
+    write_file(
+        dir,
+        "sluice.toml",
+        &format!(
+            "[whisper]\ndir = {:?}\nschemas = {:?}\n{extra}",
+            store.to_str().unwrap(),
+            schemas.to_str().unwrap()
+        ),
+    )
+}
