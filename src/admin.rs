@@ -28,12 +28,17 @@ const MAX_LINE: usize = 64 * 1024;
 
 /// What the admin interface reads.
 pub struct AdminContext {
+    /// The live aggregates (dumps and deletes).
     pub aggregator: Arc<Aggregator>,
+    /// The agent's counters.
     pub telemetry: Arc<Telemetry>,
+    /// Etsy's graphiteStats values.
     pub graphite: Arc<GraphiteStats>,
     /// `key: value` lines of the effective configuration.
     pub config_lines: Vec<String>,
+    /// When the agent started (uptime).
     pub started: Instant,
+    /// The health flag (`health up|down`, HTTP /health).
     pub healthy: Arc<AtomicBool>,
     /// The agent's gauges, for `stats`.
     pub readings: Readings,
@@ -41,7 +46,9 @@ pub struct AdminContext {
 
 /// A reply, and whether to close the connection after it.
 pub struct Reply {
+    /// The reply text.
     pub text: String,
+    /// Close the connection after the reply (`quit`).
     pub close: bool,
 }
 

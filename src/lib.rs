@@ -1,5 +1,8 @@
 //! sluice: a StatsD aggregation agent. See ARCHITECTURE.md for the map.
 
+#![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod admin;
 pub mod agent;
 pub mod aggregate;

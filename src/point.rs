@@ -8,6 +8,7 @@ use std::time::Instant;
 /// million points makes a handful of allocations, not a million.
 #[derive(Debug, Default, Clone)]
 pub struct PointBatch {
+    /// Unix seconds of every point.
     pub timestamp: i64,
     names: String,
     /// (end of the name in `names`, value)
@@ -19,6 +20,7 @@ pub struct PointBatch {
 }
 
 impl PointBatch {
+    /// An empty batch.
     pub fn new(timestamp: i64) -> PointBatch {
         PointBatch {
             timestamp,
@@ -57,14 +59,17 @@ impl PointBatch {
         self.points.push((self.names.len() as u32, value));
     }
 
+    /// Adds a point.
     pub fn push(&mut self, name: &str, value: f64) {
         self.push_with(value, |out| out.push_str(name));
     }
 
+    /// Points in the batch.
     pub fn len(&self) -> usize {
         self.points.len()
     }
 
+    /// No point.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }
@@ -74,6 +79,7 @@ impl PointBatch {
         self.names.len()
     }
 
+    /// (name, value) of every point, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
         let mut start = 0usize;
         self.points.iter().map(move |&(end, value)| {

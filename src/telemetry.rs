@@ -295,9 +295,13 @@ fn escape_label(value: &str) -> String {
 /// `graphiteStats.*` (the values of the previous delivery, as in Etsy).
 #[derive(Debug, Default)]
 pub struct GraphiteStats {
+    /// Unix seconds of the last successful flush to carbon.
     pub last_flush: AtomicI64,
+    /// Unix seconds of the last carbon failure (0: none).
     pub last_exception: AtomicI64,
+    /// Milliseconds the last carbon flush took.
     pub flush_time_ms: AtomicU64,
+    /// Bytes of the last carbon flush.
     pub flush_length: AtomicU64,
     /// Per carbon destination (label, counters), reported with the flush
     /// as `graphiteStats.destinations.<label>.<stat>`.
@@ -307,6 +311,7 @@ pub struct GraphiteStats {
 /// One carbon destination's delivery counters (totals since start).
 #[derive(Debug, Default)]
 pub struct DestinationStats {
+    /// Points written.
     pub sent_points: AtomicU64,
     /// Points waiting for the destination (now).
     pub buffered_points: AtomicU64,
@@ -314,6 +319,7 @@ pub struct DestinationStats {
     pub dropped_points: AtomicU64,
     /// Points sent again after a reconnect (the resend window).
     pub resent_points: AtomicU64,
+    /// Reconnections.
     pub reconnects: AtomicU64,
     /// Unix seconds of the last connect or write failure (0: none).
     pub last_failure: AtomicI64,
@@ -348,6 +354,7 @@ impl DestinationStats {
 }
 
 impl GraphiteStats {
+    /// Stats as of a start at `startup_second`.
     pub fn new(startup_second: i64) -> GraphiteStats {
         let s = GraphiteStats::default();
         s.last_flush.store(startup_second, Ordering::Relaxed);
@@ -390,6 +397,7 @@ impl LogLimit {
     }
 }
 
+/// Now, in Unix seconds.
 pub fn unix_now_f64() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

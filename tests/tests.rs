@@ -1,4 +1,6 @@
 //! sluice's integration tests, in one binary: the real binary and the real
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 //! library on 127.0.0.1 with port 0, real datagrams, real whisper files and
 //! the real peers the scripts install (Etsy's statsd, Python whisper,
 //! carbon-cache). ARCHITECTURE.md's Testing section says which test needs

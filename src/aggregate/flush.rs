@@ -56,6 +56,7 @@ fn key_of(keys: &[u8], r: KeyRange) -> &[u8] {
     &keys[r.0 as usize..r.1 as usize]
 }
 
+/// Turns each interval's aggregates into one [`PointBatch`] of Graphite points.
 pub struct Flusher {
     aggregator: Arc<Aggregator>,
     stats: StatsConfig,
@@ -80,6 +81,7 @@ pub struct Flusher {
 }
 
 impl Flusher {
+    /// A flusher over `aggregator` with these statistics and names.
     pub fn new(
         aggregator: Arc<Aggregator>,
         stats: StatsConfig,

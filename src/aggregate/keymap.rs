@@ -14,11 +14,19 @@ pub const INLINE_KEY: usize = 30;
 /// so keys need no reference count.
 #[derive(Clone)]
 pub enum Key {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    /// A short key, in the slot itself.
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// The key, then unused bytes.
+        bytes: [u8; INLINE_KEY],
+    },
+    /// A longer key, on the heap.
     Boxed(Box<[u8]>),
 }
 
 impl Key {
+    /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Key::Inline { len, bytes } => &bytes[..*len as usize],
@@ -60,10 +68,12 @@ impl std::fmt::Debug for Key {
 pub struct KeyHasher(ahash::RandomState);
 
 impl KeyHasher {
+    /// A hasher with the agent's fixed seeds.
     pub fn new() -> KeyHasher {
         KeyHasher(ahash::RandomState::new())
     }
 
+    /// The hash of `key` (receivers compute it once per key).
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.0.hash_one(key)
     }
@@ -93,6 +103,7 @@ pub struct KeyMap<V> {
 }
 
 impl<V> KeyMap<V> {
+    /// An empty map hashing with `hasher`.
     pub fn new(hasher: KeyHasher) -> KeyMap<V> {
         KeyMap {
             table: HashTable::new(),
@@ -100,14 +111,17 @@ impl<V> KeyMap<V> {
         }
     }
 
+    /// The hash this map looks `key` up with.
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash(key)
     }
 
+    /// Keys in the map.
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
+    /// No key.
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
@@ -143,32 +157,39 @@ impl<V> KeyMap<V> {
         }
     }
 
+    /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&V> {
         self.table
             .find(self.hash(key), |(k, _)| k.as_bytes() == key)
             .map(|(_, v)| v)
     }
 
+    /// Whether `key` is present.
     pub fn contains_key(&self, key: &[u8]) -> bool {
         self.get(key).is_some()
     }
 
+    /// Every (key, value).
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &V)> {
         self.table.iter().map(|(k, v)| (k, v))
     }
 
+    /// Every (key, value), values mutable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Key, &mut V)> {
         self.table.iter_mut().map(|(k, v)| (&*k, v))
     }
 
+    /// Every value, mutable.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
         self.table.iter_mut().map(|(_, v)| v)
     }
 
+    /// Keeps the entries `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&Key, &mut V) -> bool) {
         self.table.retain(|(k, v)| keep(k, v));
     }
 
+    /// Takes every entry out.
     pub fn drain(&mut self) -> impl Iterator<Item = (Key, V)> + '_ {
         self.table.drain()
     }

@@ -24,7 +24,9 @@ pub use keymap::{Key, KeyHasher, KeyMap};
 type Map<V> = KeyMap<V>;
 
 #[derive(Debug, Clone, Copy)]
+/// A gauge's value and the flushes it may still go unset (gaugesMaxTTL).
 pub struct Gauge {
+    /// The last value set.
     pub value: f64,
     /// Flushes left before deletion (only with delete_gauges).
     pub ttl: u32,
@@ -35,43 +37,61 @@ pub struct Gauge {
 /// The four kinds of state, for the admin interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Counters.
     Counter,
+    /// Timers.
     Timer,
+    /// Gauges.
     Gauge,
+    /// Sets.
     Set,
 }
 
 /// One key's state as the admin interface shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dumped {
+    /// A counter or gauge value.
     Number(f64),
+    /// A timer's values.
     Numbers(Vec<f64>),
     /// A timer in histogram mode: how many values it holds.
     Summary(u64),
+    /// A set's members.
     Strings(Vec<String>),
 }
 
+/// One shard: a lock's worth of the four metric maps.
 pub struct Shard {
+    /// Counters: the interval's sum (value / rate).
     pub counters: Map<f64>,
+    /// Gauges.
     pub gauges: Map<Gauge>,
+    /// Timers: the interval's samples.
     pub timers: Map<TimerState>,
+    /// Sets: the interval's unique members.
     pub sets: Map<HashSet<Box<[u8]>, ahash::RandomState>>,
 }
 
 /// Settings the hot path reads; atomics so a reload can change them.
 pub struct IngestSettings {
+    /// flush.timer_exact_limit.
     pub timer_exact_limit: AtomicU32,
+    /// flush.delete_gauges.
     pub delete_gauges: AtomicBool,
+    /// flush.gauges_max_ttl.
     pub gauges_max_ttl: AtomicU32,
 }
 
+/// The in-memory aggregates, sharded by key hash, each shard behind its own mutex.
 pub struct Aggregator {
     shards: Box<[Mutex<Shard>]>,
     hasher: KeyHasher,
+    /// Settings the receivers read (reloadable).
     pub settings: IngestSettings,
 }
 
 impl Aggregator {
+    /// An aggregator of `shards` shards.
     pub fn new(shards: usize, stats: &crate::config::StatsConfig) -> Aggregator {
         let hasher = KeyHasher::new();
         let shards = (0..shards.max(1))
@@ -90,6 +110,7 @@ impl Aggregator {
         }
     }
 
+    /// How many shards.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
     }

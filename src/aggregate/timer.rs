@@ -15,6 +15,7 @@ const SCALE: f64 = 1000.0;
 const MAX_SCALED: u64 = 1 << 50;
 
 #[derive(Debug, Default)]
+/// One timer's interval: exact values up to a limit, then an HdrHistogram; count, sum, sum of squares, min and max stay exact.
 pub struct TimerState {
     /// Σ 1/rate: the sample-corrected count Etsy reports as `count`.
     pub count: f64,
@@ -29,6 +30,7 @@ pub struct TimerState {
 }
 
 impl TimerState {
+    /// Records `value` sampled at `rate`, switching to a histogram past `exact_limit` values.
     pub fn record(&mut self, value: f64, rate: f64, exact_limit: usize) {
         self.count += 1.0 / rate;
         if self.n == 0 {
@@ -61,6 +63,7 @@ impl TimerState {
         std::mem::take(self)
     }
 
+    /// No sample this interval.
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
@@ -97,15 +100,22 @@ fn record_scaled(h: &mut Histogram<u64>, value: f64) {
 /// Names of the stats for one percent threshold, built once per config.
 #[derive(Debug, Clone)]
 pub struct ThresholdNames {
+    /// The threshold (negative: the top percent).
     pub percent: f64,
+    /// `count_N`.
     pub count: String,
+    /// `mean_N`.
     pub mean: String,
+    /// `upper_N` (or `lower_N` for the top percent).
     pub bound: String,
+    /// `sum_N`.
     pub sum: String,
+    /// `sum_squares_N`.
     pub sum_squares: String,
 }
 
 impl ThresholdNames {
+    /// The names for `percent`.
     pub fn new(percent: f64) -> ThresholdNames {
         // Etsy: the JS string of p, first '.' to '_', '-' to 'top'.
         let clean = crate::protocol::number::js_number_string(percent)
@@ -343,26 +353,42 @@ pub fn derive_stats(
 /// Which stat a name is, for Etsy's `calculatedTimerMetrics` filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatClass {
+    /// A per-threshold stat.
     Percent(PercentStat),
+    /// `std`.
     Std,
+    /// `upper`.
     Upper,
+    /// `lower`.
     Lower,
+    /// `count`.
     Count,
+    /// `count_ps`.
     CountPs,
+    /// `sum`.
     Sum,
+    /// `sum_squares`.
     SumSquares,
+    /// `mean`.
     Mean,
+    /// `median`.
     Median,
+    /// `histogram.bin_*`.
     Histogram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which per-threshold stat.
 pub enum PercentStat {
+    /// `count_N`.
     Count,
+    /// `mean_N`.
     Mean,
     /// upper_N (true) or lower_N (false)
     Bound(bool),
+    /// `sum_N`.
     Sum,
+    /// `sum_squares_N`.
     SumSquares,
 }
 

@@ -19,16 +19,29 @@ pub use raw::*;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
+    /// The file could not be read.
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
     #[error("config file {path}: {message}")]
-    Syntax { path: PathBuf, message: String },
+    /// The file is not valid TOML for sluice.
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, where.
+        message: String,
+    },
     #[error("{key} = {value}: {expected}")]
+    /// A value out of what the key accepts.
     Invalid {
+        /// The key, as `section.key`.
         key: &'static str,
+        /// The value given.
         value: String,
+        /// What would be accepted.
         expected: String,
     },
 }
@@ -50,44 +63,71 @@ fn invalid(
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// `[listen]`: sockets.
     pub listen: Listen,
+    /// `[flush]`: the statistics a flush derives.
     pub stats: StatsConfig,
+    /// `[graphite]`: Etsy's naming.
     pub naming: Naming,
+    /// `[carbon]`: forwarding.
     pub carbon: CarbonConfig,
+    /// `[whisper]`: the embedded store.
     pub whisper: WhisperConfig,
+    /// `[console] enabled`: print every point.
     pub console: bool,
+    /// `[admin] address`; `None`: off.
     pub admin: Option<SocketAddr>,
     /// HTTP /health and /metrics; off unless set.
     pub http: Option<SocketAddr>,
+    /// `[shutdown] timeout`: what sinks get to deliver at exit.
     pub shutdown_timeout: Duration,
+    /// `[log] level`.
     pub log_level: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// `[listen]`.
 pub struct Listen {
+    /// StatsD UDP addresses.
     pub udp: Vec<SocketAddr>,
+    /// StatsD TCP addresses.
     pub tcp: Vec<SocketAddr>,
+    /// Receiver threads (SO_REUSEPORT sockets) per UDP address.
     pub udp_receivers: usize,
+    /// Receive buffer per UDP socket, in bytes.
     pub udp_receive_buffer: usize,
+    /// Longest TCP line kept.
     pub tcp_max_line_length: usize,
+    /// TCP connections served at once.
     pub tcp_max_connections: usize,
+    /// Aggregator shards.
     pub shards: usize,
 }
 
 /// Everything that decides which aggregates a flush derives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsConfig {
+    /// flushInterval.
     pub flush_interval: Duration,
+    /// percentThreshold.
     pub percent_thresholds: Vec<f64>,
+    /// histogram.
     pub histograms: Vec<HistogramRule>,
     /// Empty: every timer stat. Otherwise Etsy's `calculatedTimerMetrics`.
     pub calculated_timer_metrics: Vec<String>,
+    /// deleteCounters.
     pub delete_counters: bool,
+    /// deleteTimers.
     pub delete_timers: bool,
+    /// deleteSets.
     pub delete_sets: bool,
+    /// deleteGauges.
     pub delete_gauges: bool,
+    /// gaugesMaxTTL (flushes).
     pub gauges_max_ttl: u32,
+    /// Exact timer values kept per interval before the histogram.
     pub timer_exact_limit: usize,
+    /// keyNameSanitize.
     pub key_name_sanitize: bool,
 }
 
@@ -95,6 +135,7 @@ pub struct StatsConfig {
 /// a timer's key gives its bins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramRule {
+    /// Substring of the timer keys this rule applies to.
     pub metric: String,
     /// Upper bounds, ascending; `f64::INFINITY` is Etsy's `'inf'`.
     pub bins: Vec<f64>,
@@ -103,31 +144,45 @@ pub struct HistogramRule {
 /// Etsy's graphite backend naming options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Naming {
+    /// legacyNamespace.
     pub legacy_namespace: bool,
+    /// globalPrefix.
     pub global_prefix: String,
+    /// prefixCounter.
     pub prefix_counter: String,
+    /// prefixTimer.
     pub prefix_timer: String,
+    /// prefixGauge.
     pub prefix_gauge: String,
+    /// prefixSet.
     pub prefix_set: String,
     /// Empty for none.
     pub global_suffix: String,
+    /// prefixStats.
     pub prefix_stats: String,
+    /// flush_counts (stats_counts.* in non-legacy naming).
     pub flush_counts: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// `[carbon]`.
 pub struct CarbonConfig {
+    /// Where points go.
     pub destinations: Vec<Destination>,
+    /// How several destinations share them.
     pub mode: CarbonMode,
     /// Per destination: points and bytes kept while it is unreachable.
     pub buffer_points: usize,
+    /// Bytes kept per destination while it is unreachable.
     pub buffer_bytes: usize,
     /// After a reconnect, what was sent this recently is sent again (carbon
     /// loses what it had received but not written when it stops).
     pub resend_window: Duration,
     /// Bound on what is kept for re-sending (encoded bytes, estimated).
     pub resend_bytes: usize,
+    /// How long a connect may take.
     pub connect_timeout: Duration,
+    /// Longest pause between reconnects.
     pub max_backoff: Duration,
 }
 
@@ -142,22 +197,29 @@ pub enum CarbonMode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// carbon's two receiving protocols.
 pub enum CarbonProtocol {
+    /// The plaintext protocol (port 2003).
     Line,
+    /// The pickle protocol (port 2004).
     Pickle,
 }
 
 /// One carbon destination: `[line:|pickle:]host:port[:instance]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
+    /// Line or pickle.
     pub protocol: CarbonProtocol,
+    /// Host name or address.
     pub host: String,
+    /// Port.
     pub port: u16,
     /// carbon's instance name (part of the hash ring key).
     pub instance: Option<String>,
 }
 
 impl Destination {
+    /// Parses `[line:|pickle:]host:port[:instance]`.
     pub fn parse(text: &str) -> Option<Destination> {
         let (protocol, rest) = if let Some(r) = text.strip_prefix("pickle:") {
             (CarbonProtocol::Pickle, r)
@@ -236,14 +298,19 @@ impl Destination {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// `[whisper]`.
 pub struct WhisperConfig {
+    /// Write the store.
     pub enabled: bool,
+    /// Its root directory.
     pub dir: PathBuf,
     /// storage-schemas.conf; None = the built-in copy of the shipped file.
     pub schemas: Option<PathBuf>,
     /// storage-aggregation.conf; None = the built-in copy.
     pub aggregation: Option<PathBuf>,
+    /// Writer threads.
     pub writers: usize,
+    /// Flushes queued per writer.
     pub queue_flushes: usize,
     /// Open files kept; `None`: as many as the descriptor limit allows,
     /// up to [`DEFAULT_MAX_OPEN_FILES`].
@@ -259,7 +326,9 @@ impl WhisperConfig {
 
 /// Defaults of settings whose default is not Etsy's.
 pub const DEFAULT_UDP: &str = "0.0.0.0:8125";
+/// StatsD TCP.
 pub const DEFAULT_TCP: &str = "0.0.0.0:8125";
+/// Etsy's management port, on loopback.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:8126";
 /// Etsy's flushInterval default.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
@@ -271,21 +340,31 @@ pub const DEFAULT_WHISPER_DIR: &str = "./data/whisper";
 pub const DEFAULT_MAX_OPEN_FILES: usize = 65536;
 /// Socket defaults: receive buffer (bytes), receivers, shards.
 pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 64 << 20;
+/// UDP receiver threads per address.
 pub const DEFAULT_UDP_RECEIVERS: usize = 2;
+/// Aggregator shards.
 pub const DEFAULT_SHARDS: usize = 64;
+/// Longest TCP line kept.
 pub const DEFAULT_TCP_MAX_LINE_LENGTH: usize = 65536;
+/// TCP connections served at once.
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
 /// Timers keep exact values up to this many samples per interval.
 pub const DEFAULT_TIMER_EXACT_LIMIT: usize = 1000;
 /// Carbon retry and resend bounds.
 pub const DEFAULT_CARBON_BUFFER_POINTS: usize = 1_000_000;
+/// Retry buffer per destination, in bytes.
 pub const DEFAULT_CARBON_BUFFER_BYTES: usize = 256 << 20;
+/// What is re-sent after a reconnect.
 pub const DEFAULT_CARBON_RESEND_WINDOW: Duration = Duration::from_secs(30);
+/// Bound on what is kept for re-sending.
 pub const DEFAULT_CARBON_RESEND_BYTES: usize = 64 << 20;
+/// Connect timeout.
 pub const DEFAULT_CARBON_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest reconnect pause.
 pub const DEFAULT_CARBON_MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Whisper writer threads and flushes queued per writer.
 pub const DEFAULT_WHISPER_WRITERS: usize = 2;
+/// Flushes queued per whisper writer.
 pub const DEFAULT_WHISPER_QUEUE_FLUSHES: usize = 16;
 /// How long sinks get to deliver at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);

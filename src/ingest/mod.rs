@@ -15,8 +15,11 @@ use crate::telemetry::{unix_now_rounded, BatchTally, Telemetry};
 
 /// What every receiver shares.
 pub struct IngestContext {
+    /// Where samples go.
     pub aggregator: Arc<Aggregator>,
+    /// Where tallies go.
     pub telemetry: Arc<Telemetry>,
+    /// Etsy's keyNameSanitize.
     pub sanitize_keys: bool,
 }
 

@@ -19,8 +19,11 @@ use crate::telemetry::{Counter, LogLimit};
 const READ_SIZE: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy)]
+/// Limits of the StatsD TCP listener.
 pub struct TcpLimits {
+    /// Longest line kept (listen.tcp_max_line_length).
     pub max_line_length: usize,
+    /// Connections served at once (listen.tcp_max_connections).
     pub max_connections: usize,
 }
 

@@ -31,8 +31,9 @@ struct MmsgBuffers {
     headers: Vec<libc::mmsghdr>,
 }
 
-// The raw pointers in iovecs/headers point into `data`, which this struct
-// owns and never reallocates; the struct moves between threads whole.
+// SAFETY: the raw pointers in iovecs/headers point into `data` and
+// `control`, which this struct owns and never reallocates; the struct
+// moves between threads whole, so no pointer outlives or escapes it.
 unsafe impl Send for MmsgBuffers {}
 
 impl MmsgBuffers {
@@ -46,7 +47,7 @@ impl MmsgBuffers {
         let base = b.data.as_mut_ptr();
         for i in 0..BATCH {
             b.iovecs.push(libc::iovec {
-                // In bounds: i * DATAGRAM_MAX < data.len().
+                // SAFETY: in bounds, i * DATAGRAM_MAX < data.len().
                 iov_base: unsafe { base.add(i * DATAGRAM_MAX) }.cast(),
                 iov_len: DATAGRAM_MAX,
             });
@@ -54,11 +55,13 @@ impl MmsgBuffers {
         let iov = b.iovecs.as_mut_ptr();
         let control = b.control.as_mut_ptr();
         for i in 0..BATCH {
-            // mmsghdr is plain data; all-zero is a valid empty header.
+            // SAFETY: mmsghdr is plain data; all-zero is a valid empty
+            // header.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            // SAFETY: in bounds, i < BATCH == iovecs.len().
             h.msg_hdr.msg_iov = unsafe { iov.add(i) };
             h.msg_hdr.msg_iovlen = 1;
-            // In bounds: i * CONTROL_WORDS < control.len().
+            // SAFETY: in bounds, i * CONTROL_WORDS < control.len().
             h.msg_hdr.msg_control = unsafe { control.add(i * CONTROL_WORDS) }.cast();
             h.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
             b.headers.push(h);

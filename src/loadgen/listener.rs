@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 /// What arrived for one name, over all flushes.
 #[derive(Debug, Clone, Copy)]
 pub struct Received {
+    /// Sum of the values received.
     pub sum: f64,
+    /// The last value.
     pub last: f64,
+    /// The lowest value.
     pub lowest: f64,
+    /// The highest value.
     pub highest: f64,
 }
 
@@ -27,7 +31,9 @@ struct State {
 }
 
 #[derive(Clone)]
+/// A carbon line listener on loopback for the bench.
 pub struct Listener {
+    /// Where it listens.
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
 }
@@ -48,6 +54,7 @@ fn wanted(name: &[u8]) -> bool {
 }
 
 impl Listener {
+    /// Starts listening on 127.0.0.1, port 0.
     pub fn start() -> std::io::Result<Listener> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
@@ -75,6 +82,7 @@ impl Listener {
         self.with(|s| s.lines).unwrap_or(0)
     }
 
+    /// What arrived for `name`.
     pub fn get(&self, name: &str) -> Option<Received> {
         self.with(|s| s.names.get(name.as_bytes()).copied())
             .flatten()

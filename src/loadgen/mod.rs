@@ -29,12 +29,16 @@ pub use workload::{Mix, Workload};
 /// Which daemon to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
+    /// sluice itself.
     Sluice,
+    /// Etsy's statsd (npm).
     Etsy,
+    /// collectd's statsd plugin.
     Collectd,
 }
 
 impl Target {
+    /// The target called `name`.
     pub fn parse(name: &str) -> Option<Target> {
         match name {
             "sluice" => Some(Target::Sluice),
@@ -44,6 +48,7 @@ impl Target {
         }
     }
 
+    /// Its name.
     pub fn name(self) -> &'static str {
         match self {
             Target::Sluice => "sluice",
@@ -73,7 +78,7 @@ fn send_all(sockets: &[UdpSocket], data: &[Vec<u8>], lines_per_datagram: usize, 
         let mut headers: Vec<libc::mmsghdr> = iov
             .iter_mut()
             .map(|v| {
-                // mmsghdr is plain data; zero is a valid empty header.
+                // SAFETY: mmsghdr is plain data; zero is a valid empty header.
                 let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 h.msg_hdr.msg_iov = v;
                 h.msg_hdr.msg_iovlen = 1;
@@ -112,21 +117,28 @@ fn send_all(sockets: &[UdpSocket], data: &[Vec<u8>], lines_per_datagram: usize, 
 }
 
 #[derive(Debug, Clone)]
+/// One target's measurement.
 pub struct Outcome {
+    /// Which target.
     pub target: Target,
+    /// Lines sent.
     pub sent_lines: u64,
+    /// Seconds the sender took.
     pub send_seconds: f64,
-    /// Lines of the countable types (counters, timers, sets) sent, and how
-    /// many of them the flushed aggregates account for.
+    /// Lines of the countable types (counters, timers, sets) sent.
     pub countable_lines: u64,
+    /// Of those, what the flushed aggregates account for.
     pub absorbed_lines: f64,
+    /// The host's UDP RcvbufErrors during the run.
     pub kernel_rcvbuf_errors: u64,
     /// CPU seconds from the first datagram until the target had flushed
     /// the last of what it absorbed.
     pub cpu_seconds: f64,
     /// CPU seconds used while the sender was sending.
     pub cpu_while_sending: f64,
+    /// Peak resident memory (VmHWM).
     pub peak_rss_kib: u64,
+    /// The per-key check.
     pub check: Check,
     /// The longest time from a flush's first line to its last at the
     /// listener.
@@ -142,10 +154,12 @@ impl Outcome {
         self.cpu_while_sending / self.send_seconds.max(1e-9)
     }
 
+    /// Lines per second offered.
     pub fn offered_rate(&self) -> f64 {
         self.sent_lines as f64 / self.send_seconds.max(1e-9)
     }
 
+    /// Share of the countable lines lost.
     pub fn loss(&self) -> f64 {
         1.0 - self.absorbed_lines / self.countable_lines.max(1) as f64
     }
@@ -163,6 +177,7 @@ impl Outcome {
 pub struct Check {
     /// Aggregates compared, and the ones that differ.
     pub compared: u64,
+    /// Aggregates that differ.
     pub wrong: u64,
     /// The first few differences, for the report.
     pub examples: Vec<String>,

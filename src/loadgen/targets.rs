@@ -6,10 +6,12 @@ use std::process::{Child, Command, Stdio};
 
 use super::{Target, Workload};
 
+/// A UDP port on 127.0.0.1 free at the moment of asking.
 pub fn free_udp_port() -> std::io::Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Starts `target` on loopback, flushing to `carbon` every `flush`.
 pub fn spawn(
     target: Target,
     port: u16,

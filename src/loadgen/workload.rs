@@ -15,13 +15,18 @@ use std::time::Duration;
 /// Percentages of each metric type; they sum to 100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mix {
+    /// Percent counters.
     pub counters: u32,
+    /// Percent timers.
     pub timers: u32,
+    /// Percent gauges.
     pub gauges: u32,
+    /// Percent sets.
     pub sets: u32,
 }
 
 impl Mix {
+    /// Counters only.
     pub const COUNTERS_ONLY: Mix = Mix {
         counters: 100,
         timers: 0,
@@ -72,17 +77,21 @@ impl std::fmt::Display for Mix {
 }
 
 #[derive(Debug, Clone)]
+/// What `sluice bench` sends.
 pub struct Workload {
     /// Lines to send in all.
     pub lines: u64,
     /// Distinct keys, shared out between the types by the mix.
     pub keys: u64,
+    /// Lines per datagram.
     pub lines_per_datagram: usize,
     /// Lines per second; 0 = as fast as one sender thread can.
     pub rate: u64,
     /// Source sockets the one sender thread rotates over (clients).
     pub sockets: usize,
+    /// The targets' flush interval.
     pub flush: Duration,
+    /// The type mix.
     pub mix: Mix,
     /// Sample rates counters and timers cycle through (gauges and sets
     /// ignore rates in Etsy, so they are sent without one).
@@ -96,9 +105,13 @@ pub struct Workload {
 /// The four metric types, in mix order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
+    /// A counter.
     Counter,
+    /// A timer.
     Timer,
+    /// A gauge.
     Gauge,
+    /// A set.
     Set,
 }
 
@@ -119,25 +132,35 @@ impl Type {
 /// What one timer key must show, summed over all flushes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimerExpect {
+    /// Samples counted (value / rate).
     pub count: f64,
+    /// Sum of the values.
     pub sum: f64,
+    /// Lowest value.
     pub lower: f64,
+    /// Highest value.
     pub upper: f64,
+    /// Lines sent.
     pub sent: u64,
 }
 
 /// The exact aggregates the workload implies, per type and key.
 #[derive(Debug, Default)]
 pub struct Expected {
+    /// Lines sent per type.
     pub lines: [u64; 4],
+    /// Counter totals per key.
     pub counters: Vec<f64>,
+    /// Timer expectations per key.
     pub timers: Vec<TimerExpect>,
     /// Last value sent, per gauge key (None: never sent).
     pub gauges: Vec<Option<f64>>,
+    /// Unique members per set key.
     pub sets: Vec<u64>,
 }
 
 impl Expected {
+    /// Lines sent of type `t`.
     pub fn lines_of(&self, t: Type) -> u64 {
         self.lines[t as usize]
     }
@@ -145,7 +168,9 @@ impl Expected {
 
 /// The generated datagrams and what they must add up to.
 pub struct Generated {
+    /// The datagrams, in sending order.
     pub datagrams: Vec<Vec<u8>>,
+    /// What they add up to.
     pub expected: Expected,
 }
 
@@ -181,6 +206,7 @@ fn slot_types(mix: Mix) -> [Type; 100] {
     spread
 }
 
+/// The datagrams of `w` and their exact aggregates.
 pub fn generate(w: &Workload) -> Generated {
     let keys = keys_per_type(w);
     let rates: Vec<f64> = if w.sample_rates.is_empty() {

@@ -13,6 +13,7 @@ pub struct LineTail {
 }
 
 impl LineTail {
+    /// The tail for points at `timestamp`.
     pub fn new(timestamp: i64) -> LineTail {
         let mut text = Vec::with_capacity(24);
         text.push(b' ');

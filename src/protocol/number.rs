@@ -55,6 +55,7 @@ pub fn is_js_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
+/// `s` without JavaScript's leading and trailing white space.
 pub fn trim_js_space(mut s: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = s {
         if is_js_space(*first) {

@@ -48,22 +48,33 @@ pub fn encode_frame<'a>(out: &mut Vec<u8>, points: impl IntoIterator<Item = (&'a
 /// A decoded pickle value (the subset the metric payload uses).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// Python's None.
     None,
+    /// A bool.
     Bool(bool),
+    /// An int.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A str (or bytes, decoded).
     Str(String),
+    /// A list.
     List(Vec<Value>),
+    /// A tuple.
     Tuple(Vec<Value>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a pickle could not be decoded.
 pub enum PickleError {
     #[error("truncated pickle")]
+    /// The data ended inside a value.
     Truncated,
     #[error("opcode 0x{0:02x} is not accepted")]
+    /// An opcode outside the safe subset.
     Refused(u8),
     #[error("malformed pickle: {0}")]
+    /// Structurally wrong (what is wrong).
     Malformed(&'static str),
 }
 

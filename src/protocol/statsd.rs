@@ -15,19 +15,23 @@ use super::number::{is_js_space, parse_js_number, parse_unsigned_decimal, trim_j
 /// What one sample updates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SampleKind {
+    /// `c`.
     Counter,
     /// `delta` is true when the value had a leading `+` or `-`.
     Gauge {
+        /// `+`/`-` value: a delta.
         delta: bool,
     },
     /// `ms`, and also DogStatsD's `h` and `d`.
     Timer,
+    /// `s`.
     Set,
 }
 
 /// One `value|type[|@rate]` sample of a line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample<'a> {
+    /// The type.
     pub kind: SampleKind,
     /// The numeric value (0 for sets).
     pub value: f64,
@@ -41,26 +45,35 @@ pub struct Sample<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BadSample {
     #[error("no value (the line has no ':')")]
+    /// No ':'.
     NoValue,
     #[error("no type after the value")]
+    /// No type.
     NoType,
     #[error("the value is not a number")]
+    /// Not a number.
     NotANumber,
     #[error("unknown metric type (c, ms, h, d, g or s)")]
+    /// An unknown type.
     UnknownType,
     #[error("the value is not finite")]
+    /// Not finite.
     NotFinite,
     #[error("a timer value must be >= 0")]
+    /// A negative timer.
     NegativeTimer,
     #[error("the sample rate is not a decimal number > 0")]
+    /// A bad rate.
     BadRate,
     #[error("the field after the type is neither a rate nor a DogStatsD field")]
+    /// An unknown field.
     UnknownField,
 }
 
 /// One non-empty line, classified.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Line<'a> {
+    /// A metric line.
     Metric(MetricLine<'a>),
     /// A DogStatsD event (`_e{...}`): not a metric, dropped and counted.
     Event,

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use super::{PointBatch, Sink};
 use crate::protocol::carbon::write_line;
 
+/// Prints every point as a carbon line on stdout.
 pub struct ConsoleSink;
 
 impl Sink for ConsoleSink {

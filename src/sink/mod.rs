@@ -30,6 +30,7 @@ pub trait Sink: Send + 'static {
 
 /// The agent's handle on a running sink.
 pub struct SinkHandle {
+    /// The sink's description.
     pub name: String,
     sender: mpsc::Sender<Arc<PointBatch>>,
     task: JoinHandle<()>,
@@ -40,8 +41,10 @@ pub struct SinkHandle {
 /// Watches a sink's queue from elsewhere (admin, self-metrics).
 #[derive(Clone)]
 pub struct SinkMonitor {
+    /// The sink's description.
     pub name: String,
     sender: mpsc::WeakSender<Arc<PointBatch>>,
+    /// Flushes dropped on a full queue.
     pub dropped: Arc<AtomicU64>,
 }
 

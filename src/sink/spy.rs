@@ -8,11 +8,14 @@ use tokio::sync::mpsc;
 use super::{PointBatch, Sink};
 
 #[derive(Clone, Default)]
+/// Records every batch it is handed (for tests).
 pub struct SpySink {
+    /// The batches, in order.
     pub seen: Arc<Mutex<Vec<Arc<PointBatch>>>>,
 }
 
 impl SpySink {
+    /// A copy of the batches seen so far.
     pub fn batches(&self) -> Vec<Arc<PointBatch>> {
         self.seen.lock().map(|v| v.clone()).unwrap_or_default()
     }

@@ -18,40 +18,68 @@ const ARCHIVE_INFO_SIZE: u64 = 12;
 const POINT_SIZE: u64 = 12;
 
 #[derive(Debug, thiserror::Error)]
+/// Why a whisper operation failed.
 pub enum WhisperError {
     #[error("{0}")]
+    /// The file system said no.
     Io(#[from] io::Error),
     #[error("corrupt whisper file: {0}")]
+    /// The file is not a whisper file whisper could have written.
     Corrupt(String),
     #[error("invalid archive list: {0}")]
+    /// An archive list whisper would refuse.
     InvalidArchives(String),
     #[error("timestamp {timestamp} not covered by the file (now {now})")]
-    TimestampNotCovered { timestamp: i64, now: i64 },
+    /// The timestamp is outside the file's retention.
+    TimestampNotCovered {
+        /// The point's time.
+        timestamp: i64,
+        /// The time the update was made at.
+        now: i64,
+    },
     #[error("invalid time interval: from {from} is after until {until}")]
-    InvalidTimeInterval { from: i64, until: i64 },
+    /// A fetch whose start is after its end.
+    InvalidTimeInterval {
+        /// Start.
+        from: i64,
+        /// End.
+        until: i64,
+    },
     #[error("file exists: {0}")]
+    /// The file already exists.
     Exists(String),
 }
 
+/// A whisper result.
 pub type Result<T> = std::result::Result<T, WhisperError>;
 
 /// Whisper's aggregation methods, numbered as in the file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregation {
+    /// average.
     Average = 1,
+    /// sum.
     Sum = 2,
+    /// last.
     Last = 3,
+    /// max.
     Max = 4,
+    /// min.
     Min = 5,
+    /// avg_zero.
     AvgZero = 6,
+    /// absmax.
     AbsMax = 7,
+    /// absmin.
     AbsMin = 8,
 }
 
 impl Aggregation {
+    /// The accepted names, for messages.
     pub const NAMES: &'static str = "average, sum, last, max, min, avg_zero, absmax, absmin";
 
+    /// The method called `name` in the config files.
     pub fn from_name(name: &str) -> Option<Aggregation> {
         Some(match name {
             "average" => Aggregation::Average,
@@ -80,6 +108,7 @@ impl Aggregation {
         })
     }
 
+    /// Its name in the config files.
     pub fn name(self) -> &'static str {
         match self {
             Aggregation::Average => "average",
@@ -133,12 +162,16 @@ fn pick(values: &[f64], better: impl Fn(f64, f64) -> bool) -> f64 {
 /// One archive as described in the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ArchiveInfo {
+    /// Byte offset of the archive's first point.
     pub offset: u32,
+    /// Seconds per point.
     pub seconds_per_point: u32,
+    /// Points (slots).
     pub points: u32,
 }
 
 impl ArchiveInfo {
+    /// Seconds the archive covers.
     pub fn retention(&self) -> i64 {
         i64::from(self.seconds_per_point) * i64::from(self.points)
     }
@@ -153,11 +186,15 @@ impl ArchiveInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// A whisper file's header.
 pub struct Header {
+    /// How points roll up into coarser archives.
     pub aggregation: Aggregation,
+    /// The longest archive's retention, in seconds.
     pub max_retention: u32,
     /// As stored: a 4-byte float.
     pub x_files_factor: f32,
+    /// The archives, finest first.
     pub archives: Vec<ArchiveInfo>,
 }
 
@@ -319,6 +356,7 @@ pub fn validate_archives(archives: &[(u32, u32)]) -> std::result::Result<(), Str
 #[derive(Debug)]
 pub struct WhisperFile {
     file: File,
+    /// The file's header (validated).
     pub header: Header,
     /// Cached timestamp of each archive's first slot (None = not read yet).
     bases: Vec<Option<u32>>,
@@ -327,9 +365,13 @@ pub struct WhisperFile {
 /// What `fetch` returns: (from, until, step) and one value per slot.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Fetched {
+    /// First slot's time.
     pub from: i64,
+    /// End of the range (exclusive).
     pub until: i64,
+    /// Seconds per slot.
     pub step: i64,
+    /// One value per slot (`None`: no point).
     pub values: Vec<Option<f64>>,
 }
 
@@ -468,6 +510,7 @@ impl WhisperFile {
         })
     }
 
+    /// The file's size in bytes.
     pub fn file_size(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }

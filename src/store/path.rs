@@ -10,12 +10,16 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadName {
     #[error("empty name")]
+    /// Nothing left after dots and tildes.
     Empty,
     #[error("control character or NUL in name")]
+    /// A control character or NUL.
     Control,
     #[error("'/' or '\\' in name")]
+    /// A path separator.
     Slash,
     #[error("a name component is longer than 255 bytes")]
+    /// A component too long for a file name.
     TooLong,
 }
 

@@ -17,17 +17,23 @@ use super::format::{validate_archives, Aggregation};
 /// Built-in copies of the shipped config/ files, used when the config names
 /// none, so a bare `sluice` writes sensible StatsD retention.
 pub const DEFAULT_SCHEMAS: &str = include_str!("../../config/storage-schemas.conf");
+/// The shipped storage-aggregation.conf, used when none is configured.
 pub const DEFAULT_AGGREGATION: &str = include_str!("../../config/storage-aggregation.conf");
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
+/// A schema file could not be used.
 pub struct SchemaError {
+    /// Which file.
     pub file: String,
+    /// What is wrong, with the line or section.
     pub message: String,
 }
 
 #[derive(Debug, Clone)]
+/// A storage-schemas.conf section.
 pub struct Schema {
+    /// Its name.
     pub name: String,
     pattern: Regex,
     /// (seconds per point, points), finest first.
@@ -35,24 +41,34 @@ pub struct Schema {
 }
 
 #[derive(Debug, Clone)]
+/// A storage-aggregation.conf section.
 pub struct AggregationRule {
+    /// Its name.
     pub name: String,
     pattern: Regex,
+    /// xFilesFactor, if set.
     pub x_files_factor: Option<f64>,
+    /// aggregationMethod, if set.
     pub method: Option<Aggregation>,
 }
 
 /// What a new file for a metric is created with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileSpec {
+    /// (seconds per point, points), finest first.
     pub archives: Vec<(u32, u32)>,
+    /// xFilesFactor.
     pub x_files_factor: f64,
+    /// aggregationMethod.
     pub method: Aggregation,
 }
 
 #[derive(Debug, Clone)]
+/// The schema files, in file order.
 pub struct Schemas {
+    /// storage-schemas.conf sections.
     pub schemas: Vec<Schema>,
+    /// storage-aggregation.conf sections.
     pub aggregation: Vec<AggregationRule>,
 }
 
@@ -189,6 +205,7 @@ fn pattern_of(section: &Section, file: &str) -> Result<Regex, SchemaError> {
     })
 }
 
+/// Parses storage-schemas.conf text (`file` names it in errors).
 pub fn parse_schemas(text: &str, file: &str) -> Result<Vec<Schema>, SchemaError> {
     let mut out = Vec::new();
     for section in parse_ini(text, file)? {
@@ -207,6 +224,7 @@ pub fn parse_schemas(text: &str, file: &str) -> Result<Vec<Schema>, SchemaError>
     Ok(out)
 }
 
+/// Parses storage-aggregation.conf text (`file` names it in errors).
 pub fn parse_aggregation(text: &str, file: &str) -> Result<Vec<AggregationRule>, SchemaError> {
     let mut out = Vec::new();
     for section in parse_ini(text, file)? {

@@ -20,8 +20,11 @@ use crate::point::PointBatch;
 use crate::telemetry::{unix_now_rounded, Counter, LogLimit, Telemetry};
 
 #[derive(Debug, Clone)]
+/// Where and how the store writes.
 pub struct StoreSettings {
+    /// The store's root directory.
     pub root: PathBuf,
+    /// Writer threads.
     pub writers: usize,
     /// Flushes queued per writer before new ones are dropped.
     pub queue_flushes: usize,

@@ -112,15 +112,19 @@ async fn write_batch(
     Ok(written)
 }
 
+/// One destination's delivery task: connection, retry buffer, resend window.
 pub struct Link {
+    /// Where to.
     pub destination: Destination,
     config: CarbonConfig,
     shutdown_grace: Duration,
     graphite: Arc<GraphiteStats>,
+    /// Its delivery counters.
     pub stats: Arc<DestinationStats>,
 }
 
 impl Link {
+    /// A link to `destination`.
     pub fn new(
         destination: Destination,
         config: CarbonConfig,

@@ -22,6 +22,7 @@ use ring::HashRing;
 /// Flushes queued per destination before new ones are dropped (counted).
 const LINK_QUEUE: usize = 64;
 
+/// Forwards flushes to carbon destinations, one link each.
 pub struct CarbonForwarder {
     config: CarbonConfig,
     shutdown_grace: Duration,
@@ -29,6 +30,7 @@ pub struct CarbonForwarder {
 }
 
 impl CarbonForwarder {
+    /// A forwarder for `config`'s destinations.
     pub fn new(
         config: CarbonConfig,
         shutdown_grace: Duration,

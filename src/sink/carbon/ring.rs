@@ -11,6 +11,7 @@ use md5::{Digest, Md5};
 
 const REPLICAS: usize = 100;
 
+/// carbon's ConsistentHashRing (carbon_ch).
 pub struct HashRing {
     /// (position, node index), sorted.
     ring: Vec<(u32, usize)>,
