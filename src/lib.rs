@@ -7,6 +7,7 @@ pub mod admin;
 pub mod agent;
 pub mod aggregate;
 pub mod config;
+pub mod graphite;
 pub mod http;
 pub mod ingest;
 pub mod loadgen;

@@ -41,7 +41,11 @@ impl BoundSockets {
             .map(|addr| bind_tcp("StatsD TCP", *addr))
             .collect::<Result<_, _>>()?;
         let admin = config.admin.map(|a| bind_tcp("admin", a)).transpose()?;
-        let http = config.http.map(|a| bind_tcp("HTTP", a)).transpose()?;
+        let http = config
+            .http
+            .address
+            .map(|a| bind_tcp("HTTP", a))
+            .transpose()?;
         Ok(BoundSockets {
             udp,
             tcp,

@@ -24,11 +24,13 @@ use crate::admin::{self, AdminContext};
 use crate::aggregate::flush::Flusher;
 use crate::aggregate::Aggregator;
 use crate::config::Config;
-use crate::http::{self, HttpContext};
+use crate::graphite::{ReadApi, ReadLimits};
+use crate::http::{self, HttpContext, HttpSettings};
 use crate::ingest::tcp::TcpLimits;
 use crate::ingest::{tcp, udp, IngestContext};
 use crate::shutdown::{Listeners, ShutdownTrigger};
 use crate::sink::SinkHandle;
+use crate::store::index::NameIndex;
 use crate::telemetry::{unix_now_rounded, GraphiteStats, Readings, Telemetry};
 use flush_thread::FlushThread;
 use sinks::{build_sinks, SharedMonitors};
@@ -56,6 +58,7 @@ impl Reloads {
 /// The parts of a running agent that reloads touch.
 struct Running {
     config: Config,
+    index: Arc<NameIndex>,
     graphite: Arc<GraphiteStats>,
     telemetry: Arc<Telemetry>,
     monitors: SharedMonitors,
@@ -84,8 +87,23 @@ pub async fn run(
         sanitize_keys: config.stats.key_name_sanitize,
     });
 
+    // The store's names: new files join as the writers create them; the
+    // files already there are scanned in the background.
+    let index = Arc::new(NameIndex::default());
+    if config.whisper.enabled {
+        let (index, root) = (index.clone(), config.whisper.dir.clone());
+        std::thread::Builder::new()
+            .name("index-scan".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let n = index.scan(&root);
+                tracing::info!(metrics = n, elapsed = ?started.elapsed(), "store index scanned");
+            })?;
+    }
     let mut sinks = extra_sinks;
-    sinks.extend(build_sinks(&config, &graphite, &telemetry, &runtime)?);
+    sinks.extend(build_sinks(
+        &config, &index, &graphite, &telemetry, &runtime,
+    )?);
     for sink in &sinks {
         tracing::info!(sink = %sink.name, "sink started");
     }
@@ -135,11 +153,31 @@ pub async fn run(
     }
     if let Some((addr, listener)) = sockets.http {
         tracing::info!(protocol = "http", %addr, "listening");
+        let h = &config.http;
+        let read_api = config.whisper.enabled.then(|| {
+            Arc::new(ReadApi {
+                root: config.whisper.dir.clone(),
+                index: index.clone(),
+                limits: ReadLimits {
+                    max_series: h.max_series,
+                    max_points: h.max_points,
+                    max_target_length: h.max_target_length,
+                    max_targets: h.max_targets,
+                    max_find: h.max_find,
+                },
+            })
+        });
         let ctx = Arc::new(HttpContext {
             telemetry: telemetry.clone(),
             readings: readings.clone(),
             healthy: healthy.clone(),
             started,
+            graphite: read_api,
+            settings: HttpSettings {
+                max_body_bytes: h.max_body_bytes,
+                max_concurrent_renders: h.max_concurrent_renders,
+                cors_origin: h.cors_origin.clone(),
+            },
         });
         let listener = tokio::net::TcpListener::from_std(listener)?;
         listeners.spawn("http", http::serve(listener, ctx, stop.clone()));
@@ -160,6 +198,7 @@ pub async fn run(
 
     let mut running = Running {
         config,
+        index,
         graphite,
         telemetry,
         monitors,
@@ -212,7 +251,13 @@ impl Running {
             (reloads.set_log_level)(&plan.config.log_level);
         }
         let sinks = if plan.sinks_changed {
-            match build_sinks(&plan.config, &self.graphite, &self.telemetry, runtime) {
+            match build_sinks(
+                &plan.config,
+                &self.index,
+                &self.graphite,
+                &self.telemetry,
+                runtime,
+            ) {
                 Ok(sinks) => {
                     if let Ok(mut m) = self.monitors.lock() {
                         *m = sinks.iter().map(SinkHandle::monitor).collect();

@@ -58,7 +58,7 @@ pub(crate) fn plan(running: &Config, mut new: Config) -> ReloadPlan {
         needs_restart.push("admin.address");
     }
     if running.http != new.http {
-        needs_restart.push("http.address");
+        needs_restart.push("http");
     }
     if running.stats.key_name_sanitize != new.stats.key_name_sanitize {
         needs_restart.push("flush.key_name_sanitize");
@@ -66,7 +66,7 @@ pub(crate) fn plan(running: &Config, mut new: Config) -> ReloadPlan {
     }
     new.listen = running.listen.clone();
     new.admin = running.admin;
-    new.http = running.http;
+    new.http = running.http.clone();
 
     let mut warnings = Vec::new();
     let (w0, w1) = (&running.whisper, &new.whisper);

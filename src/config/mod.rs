@@ -77,8 +77,8 @@ pub struct Config {
     pub console: bool,
     /// `[admin] address`; `None`: off.
     pub admin: Option<SocketAddr>,
-    /// HTTP /health and /metrics; off unless set.
-    pub http: Option<SocketAddr>,
+    /// `[http]`: /health, /metrics and Graphite's read API.
+    pub http: HttpConfig,
     /// `[shutdown] timeout`: what sinks get to deliver at exit.
     pub shutdown_timeout: Duration,
     /// `[log] level`.
@@ -322,6 +322,29 @@ impl WhisperConfig {
     pub fn max_open_files(&self) -> usize {
         self.max_open_files.unwrap_or(DEFAULT_MAX_OPEN_FILES)
     }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Where to listen; `None`: off.
+    pub address: Option<SocketAddr>,
+    /// `Access-Control-Allow-Origin` to send; `None`: no CORS headers.
+    pub cors_origin: Option<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Renders evaluated at once.
+    pub max_concurrent_renders: usize,
+    /// Series one render may fetch.
+    pub max_series: usize,
+    /// Points one render may fetch.
+    pub max_points: usize,
+    /// Targets per render.
+    pub max_targets: usize,
+    /// Characters per target.
+    pub max_target_length: usize,
+    /// Names one find may return.
+    pub max_find: usize,
 }
 
 /// Defaults of settings whose default is not Etsy's.
@@ -568,9 +591,38 @@ impl Config {
             Some("") => None,
             other => Some(address("admin.address", other.unwrap_or(DEFAULT_ADMIN))?),
         };
-        let http = match raw.http.address.as_deref() {
-            None | Some("") => None,
-            Some(text) => Some(address("http.address", text)?),
+        let h = &raw.http;
+        let http = HttpConfig {
+            address: match h.address.as_deref() {
+                None | Some("") => None,
+                Some(text) => Some(address("http.address", text)?),
+            },
+            cors_origin: h.cors_origin.clone().filter(|o| !o.is_empty()),
+            max_body_bytes: in_range(
+                "http.max_body_bytes",
+                h.max_body_bytes,
+                1 << 20,
+                1024,
+                1 << 30,
+            )?,
+            max_concurrent_renders: in_range(
+                "http.max_concurrent_renders",
+                h.max_concurrent_renders,
+                8,
+                1,
+                1024,
+            )?,
+            max_series: in_range("http.max_series", h.max_series, 10_000, 1, 10_000_000)?,
+            max_points: in_range("http.max_points", h.max_points, 10_000_000, 1, 1 << 32)?,
+            max_targets: in_range("http.max_targets", h.max_targets, 100, 1, 10_000)?,
+            max_target_length: in_range(
+                "http.max_target_length",
+                h.max_target_length,
+                16_384,
+                16,
+                1 << 20,
+            )?,
+            max_find: in_range("http.max_find", h.max_find, 100_000, 1, 10_000_000)?,
         };
         let shutdown_timeout = duration(
             "shutdown.timeout",

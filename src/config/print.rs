@@ -111,7 +111,15 @@ impl Config {
                 address: Some(self.admin.map(|a| a.to_string()).unwrap_or_default()),
             },
             http: RawHttp {
-                address: Some(self.http.map(|a| a.to_string()).unwrap_or_default()),
+                address: Some(self.http.address.map(|a| a.to_string()).unwrap_or_default()),
+                cors_origin: self.http.cors_origin.clone(),
+                max_body_bytes: int(self.http.max_body_bytes),
+                max_concurrent_renders: int(self.http.max_concurrent_renders),
+                max_series: int(self.http.max_series),
+                max_points: int(self.http.max_points),
+                max_targets: int(self.http.max_targets),
+                max_target_length: int(self.http.max_target_length),
+                max_find: int(self.http.max_find),
             },
             shutdown: RawShutdown {
                 timeout: text(self.shutdown_timeout),

@@ -127,6 +127,14 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub address: Option<String>,
+    pub cors_origin: Option<String>,
+    pub max_body_bytes: Option<i64>,
+    pub max_concurrent_renders: Option<i64>,
+    pub max_series: Option<i64>,
+    pub max_points: Option<i64>,
+    pub max_targets: Option<i64>,
+    pub max_target_length: Option<i64>,
+    pub max_find: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone)]

@@ -1,10 +1,11 @@
 //! The embedded Graphite store, a library that writers and readers share:
 //! whisper's file format (`format`), carbon's storage-schemas.conf and
-//! storage-aggregation.conf (`schema`), metric names to paths (`path`),
+//! storage-aggregation.conf (`schema`), metric names to paths (`path`), the in-memory name index (`index`),
 //! writer threads (`writer`) and the `sluice whisper` tools (`tools`).
 //! It knows nothing of StatsD.
 
 pub mod format;
+pub mod index;
 pub mod path;
 pub mod schema;
 pub mod tools;

@@ -14,6 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use super::format::{WhisperError, WhisperFile};
+use super::index::NameIndex;
 use super::path::metric_path;
 use super::schema::Schemas;
 use crate::point::PointBatch;
@@ -30,6 +31,8 @@ pub struct StoreSettings {
     pub queue_flushes: usize,
     /// Open files kept across all writers.
     pub max_open_files: usize,
+    /// The name index the read API finds names in; new files join it.
+    pub index: Arc<NameIndex>,
 }
 
 /// The store's writer threads: each owns a hash share of the metrics, a
@@ -113,6 +116,7 @@ pub struct Writer {
     writers: usize,
     router: ahash::RandomState,
     root: PathBuf,
+    names: Arc<NameIndex>,
     schemas: Arc<Schemas>,
     stats: Arc<Telemetry>,
     files: HashMap<String, WhisperFile>,
@@ -137,6 +141,7 @@ impl Writer {
             writers,
             router,
             root: settings.root.clone(),
+            names: settings.index.clone(),
             schemas,
             stats,
             files: HashMap::new(),
@@ -261,6 +266,9 @@ impl Writer {
         match WhisperFile::create(&path, &spec.archives, spec.x_files_factor, spec.method) {
             Ok(f) => {
                 self.stats.add(Counter::WhisperFilesCreated, 1);
+                if !name.contains(';') {
+                    self.names.insert(name);
+                }
                 Ok(Some(f))
             }
             // Created meanwhile by someone else: use theirs.
