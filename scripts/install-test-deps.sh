@@ -16,6 +16,13 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+# graphite-web 1.1.8, the read API's oracle (run with Debian's python3;
+# without recommends, so no web server comes along).
+if [ ! -f /usr/lib/python3/dist-packages/graphite/render/views.py ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphite-web
+fi
+/usr/bin/python3 -c 'import django, graphite.render.functions' || { echo "graphite-web is missing" >&2; exit 1; }
 
 if [ ! -f "$deps/node_modules/statsd/stats.js" ] || \
    ! grep -q '"version": "0.9.0"' "$deps/node_modules/statsd/package.json"; then

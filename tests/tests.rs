@@ -13,6 +13,7 @@ mod agent;
 mod alloc;
 mod carbon_forwarding;
 mod etsy_parity;
+mod graphite_oracle;
 mod hostile_store;
 mod in_process;
 mod kernel_drops;

@@ -727,7 +727,12 @@ fn scale_to_seconds(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, E
     let mut series = call.series(ctx, 0)?;
     for s in &mut series {
         let factor = seconds / s.step as f64;
-        s.values = s.values.iter().map(|v| v.map(|v| v * factor)).collect();
+        // graphite-web rounds to 6 decimals here.
+        s.values = s
+            .values
+            .iter()
+            .map(|v| v.map(|v| (v * factor * 1e6).round() / 1e6))
+            .collect();
         let name = format!("scaleToSeconds({},{})", s.name, fmt_g(seconds));
         renamed(s, name);
     }
@@ -1016,25 +1021,23 @@ fn moving(ctx: &Context<'_>, call: &Call<'_>, func: &str) -> Result<Vec<Series>,
     let series = call.series(&earlier, 0)?;
     let mut out = Vec::with_capacity(series.len());
     for s in series {
+        // As graphite-web: the output starts `preview` after the fetched
+        // start, and point i aggregates the W raw points before it.
         let points = match window {
             Window::Points(n) => n,
             Window::Seconds(secs) => (secs / s.step.max(1)) as usize,
-        }
-        .max(1);
-        let skip = ((ctx.from - s.start).max(0) / s.step.max(1)) as usize;
-        let skip = skip.min(s.values.len());
-        let values: Vec<Option<f64>> = (skip..s.values.len())
+        };
+        let values: Vec<Option<f64>> = (points.min(s.values.len())..s.values.len())
             .map(|i| {
-                let lo = i.saturating_sub(points);
-                let window = &s.values[lo..i];
+                let window = &s.values[i - points..i];
                 let known = known(window);
-                if known.is_empty() || (known.len() as f64) / (points as f64) < xff {
+                if known.is_empty() || (known.len() as f64) / (points.max(1) as f64) < xff {
                     return None;
                 }
                 aggregate_values(func, window).flatten()
             })
             .collect();
-        let start = s.start + skip as i64 * s.step;
+        let start = s.start + preview;
         let name = format!("{}({},{written})", call.name, s.name);
         let mut r = s.with_values(values);
         r.start = start;
@@ -1075,7 +1078,8 @@ fn summarize(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalErro
                 s.end - s.end.rem_euclid(interval) + interval,
             )
         };
-        let buckets = ((end - start) / interval).max(0) as usize;
+        // range(start, end, interval): a last partial bucket counts.
+        let buckets = ((end - start).max(0) + interval - 1).div_euclid(interval) as usize;
         let mut grouped: Vec<Vec<Option<f64>>> = vec![Vec::new(); buckets];
         for (ts, v) in s.timestamps().zip(&s.values) {
             let k = (ts - start).div_euclid(interval);

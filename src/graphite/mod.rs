@@ -170,6 +170,23 @@ impl Source for ReadApi {
 pub const VERSION: &str = "1.1.8";
 
 impl ReadApi {
+    /// (now − retention, last modification) of a metric's file.
+    fn interval_of(&self, name: &str, now: i64) -> Option<(f64, f64)> {
+        let path = self.file_of(name)?;
+        let file = WhisperFile::open_read(&path).ok()?;
+        let modified = std::fs::metadata(&path)
+            .ok()?
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64();
+        Some((
+            (now - i64::from(file.header.max_retention)) as f64,
+            modified,
+        ))
+    }
+
     fn file_of(&self, name: &str) -> Option<PathBuf> {
         metric_path(name).ok().map(|p| self.root.join(p))
     }
@@ -270,7 +287,7 @@ impl ReadApi {
     }
 
     /// `/metrics/find`.
-    pub fn find(&self, params: &Params) -> Reply {
+    pub fn find(&self, params: &Params, wall_now: i64) -> Reply {
         let Some(query) = params.get("query") else {
             return Reply::invalid("Missing required parameter 'query'");
         };
@@ -354,7 +371,19 @@ impl ReadApi {
                     }
                     body.push_str("{\"path\": ");
                     render::json_string(&mut body, &f.path);
-                    body.push_str(&format!(", \"is_leaf\": {}}}", f.leaf));
+                    body.push_str(&format!(", \"is_leaf\": {}", f.leaf));
+                    // Leaves carry the time their file covers: now less
+                    // the retention, to its last write.
+                    if let Some((start, end)) = f
+                        .leaf
+                        .then(|| self.interval_of(&f.path, wall_now))
+                        .flatten()
+                    {
+                        body.push_str(&format!(
+                            ", \"intervals\": [{{\"start\": {start}, \"end\": {end}}}]"
+                        ));
+                    }
+                    body.push('}');
                 }
                 body.push(']');
             }

@@ -167,7 +167,9 @@ async fn route(
             }
         }
         // Prometheus, unless it is graphite-web's /metrics (find) alias.
-        ("/metrics", Some(api)) if params.has("query") => from_reply(api.find(&params)),
+        ("/metrics", Some(api)) if params.has("query") => {
+            from_reply(api.find(&params, unix_now_rounded()))
+        }
         ("/metrics", _) => reply(
             200,
             "text/plain; version=0.0.4",
@@ -179,7 +181,7 @@ async fn route(
         ),
         ("/version", Some(api)) => from_reply(api.version()),
         ("/render", Some(api)) => render(api.clone(), renders, params).await,
-        ("/metrics/find", Some(api)) => from_reply(api.find(&params)),
+        ("/metrics/find", Some(api)) => from_reply(api.find(&params, unix_now_rounded())),
         ("/metrics/expand", Some(api)) => from_reply(api.expand_names(&params)),
         ("/metrics/index.json", Some(api)) => from_reply(api.index_json(&params)),
         ("/functions", Some(api)) => from_reply(api.functions(None)),

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod carbon_cache;
+pub mod graphite_web;
+pub mod http;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
