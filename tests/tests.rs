@@ -19,5 +19,6 @@ mod in_process;
 mod kernel_drops;
 mod parser_props;
 mod reload;
+mod render_props;
 mod whisper_fixtures;
 mod whisper_interop;

@@ -14,6 +14,10 @@ pub fn parse_time(text: &str, now: i64) -> Result<i64, String> {
         .chars()
         .filter(|c| !matches!(c, '_' | ',' | ' '))
         .collect();
+    // Every form is ASCII; byte offsets below rely on it.
+    if !s.is_ascii() {
+        return Err(format!("Unknown day reference: {text}"));
+    }
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         if s.len() == 8 {
             if let Some(day) = yyyymmdd(&s) {
@@ -281,5 +285,7 @@ mod tests {
         assert!(parse_time("-1", NOW).is_err());
         assert!(parse_time("-1x", NOW).is_err());
         assert!(parse_time("-6h+10s", NOW).is_err());
+        // Found by the property test: a multi-byte character after "0:".
+        assert!(parse_time("0:\u{e84}x", NOW).is_err());
     }
 }
