@@ -581,3 +581,61 @@ fn bad_requests_are_4xx_that_say_what_is_wrong() {
     let reply = post(ours, "/render", &big).unwrap();
     assert_eq!(reply.status, 413, "{}", reply.body);
 }
+
+#[test]
+fn statsd_points_are_readable_right_after_their_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    let config = common::store_config(
+        dir.path(),
+        &store,
+        "1s:1h",
+        "[http]\naddress = \"127.0.0.1:0\"\n",
+    );
+    let mut capture = common::CarbonCapture::start();
+    let carbon = capture.addr.to_string();
+    let sluice = common::Sluice::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--flush-interval",
+        "1s",
+        "--carbon",
+        &carbon,
+    ]);
+    let http = sluice.logged_addr("http").expect("http address");
+    // A new metric is readable once its file exists (the writer's first
+    // write); from then on each point is readable as soon as its flush
+    // has been handed over, whether or not the writer has written it.
+    common::send_udp(sluice.udp, &[b"ryw.hits:7|c"]);
+    capture.flush_with("stats_counts.ryw.hits", Duration::from_secs(10));
+    let file = store.join("stats_counts/ryw/hits.wsp");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !file.exists() {
+        assert!(std::time::Instant::now() < deadline, "no file");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    common::send_udp(sluice.udp, &[b"ryw.hits:5|c"]);
+    loop {
+        let flush = capture.flush_with("stats_counts.ryw.hits", Duration::from_secs(10));
+        if flush.value("stats_counts.ryw.hits") == 5.0 {
+            break;
+        }
+    }
+    let reply = get(
+        http,
+        "/render?target=stats_counts.ryw.hits&from=-1min&format=json",
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&reply.body).unwrap();
+    let points: Vec<f64> = v[0]["datapoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p[0].as_f64())
+        .collect();
+    assert_eq!(points.iter().sum::<f64>(), 12.0, "{}", reply.body);
+    // And the tree shows the new metric without a rescan.
+    let find = get(http, "/metrics/find?query=stats_counts.ryw.*").unwrap();
+    assert!(find.body.contains("\"text\": \"hits\""), "{}", find.body);
+    assert!(sluice.terminate().success());
+}

@@ -30,7 +30,7 @@ use crate::ingest::tcp::TcpLimits;
 use crate::ingest::{tcp, udp, IngestContext};
 use crate::shutdown::{Listeners, ShutdownTrigger};
 use crate::sink::SinkHandle;
-use crate::store::index::NameIndex;
+use crate::store::Shared;
 use crate::telemetry::{unix_now_rounded, GraphiteStats, Readings, Telemetry};
 use flush_thread::FlushThread;
 use sinks::{build_sinks, SharedMonitors};
@@ -58,7 +58,7 @@ impl Reloads {
 /// The parts of a running agent that reloads touch.
 struct Running {
     config: Config,
-    index: Arc<NameIndex>,
+    store: Shared,
     graphite: Arc<GraphiteStats>,
     telemetry: Arc<Telemetry>,
     monitors: SharedMonitors,
@@ -89,9 +89,9 @@ pub async fn run(
 
     // The store's names: new files join as the writers create them; the
     // files already there are scanned in the background.
-    let index = Arc::new(NameIndex::default());
+    let store = Shared::default();
     if config.whisper.enabled {
-        let (index, root) = (index.clone(), config.whisper.dir.clone());
+        let (index, root) = (store.index.clone(), config.whisper.dir.clone());
         std::thread::Builder::new()
             .name("index-scan".into())
             .spawn(move || {
@@ -102,7 +102,7 @@ pub async fn run(
     }
     let mut sinks = extra_sinks;
     sinks.extend(build_sinks(
-        &config, &index, &graphite, &telemetry, &runtime,
+        &config, &store, &graphite, &telemetry, &runtime,
     )?);
     for sink in &sinks {
         tracing::info!(sink = %sink.name, "sink started");
@@ -157,7 +157,7 @@ pub async fn run(
         let read_api = config.whisper.enabled.then(|| {
             Arc::new(ReadApi {
                 root: config.whisper.dir.clone(),
-                index: index.clone(),
+                store: store.clone(),
                 limits: ReadLimits {
                     max_series: h.max_series,
                     max_points: h.max_points,
@@ -198,7 +198,7 @@ pub async fn run(
 
     let mut running = Running {
         config,
-        index,
+        store,
         graphite,
         telemetry,
         monitors,
@@ -253,7 +253,7 @@ impl Running {
         let sinks = if plan.sinks_changed {
             match build_sinks(
                 &plan.config,
-                &self.index,
+                &self.store,
                 &self.graphite,
                 &self.telemetry,
                 runtime,

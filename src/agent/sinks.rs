@@ -12,9 +12,9 @@ use crate::sink::carbon::CarbonForwarder;
 use crate::sink::console::ConsoleSink;
 use crate::sink::whisper::WhisperSink;
 use crate::sink::{SinkHandle, SinkMonitor};
-use crate::store::index::NameIndex;
 use crate::store::schema::Schemas;
 use crate::store::writer::{open_file_budget, prepare_root, StoreSettings};
+use crate::store::Shared;
 use crate::telemetry::{
     self, GraphiteStats, Reading, Readings, Telemetry, SINK_DROPPED_FLUSHES, SINK_QUEUE_DEPTH,
 };
@@ -25,7 +25,7 @@ pub(crate) type SharedMonitors = Arc<Mutex<Vec<SinkMonitor>>>;
 /// Starts the sinks `config` asks for on `runtime`.
 pub(crate) fn build_sinks(
     config: &Config,
-    index: &Arc<NameIndex>,
+    store: &Shared,
     graphite: &Arc<GraphiteStats>,
     telemetry: &Arc<Telemetry>,
     runtime: &tokio::runtime::Handle,
@@ -58,7 +58,8 @@ pub(crate) fn build_sinks(
             writers: w.writers,
             queue_flushes: w.queue_flushes,
             max_open_files: open_file_budget(w.max_open_files(), w.max_open_files.is_some()),
-            index: index.clone(),
+            index: store.index.clone(),
+            pending: store.pending.clone(),
         };
         let sink = WhisperSink::new(settings, schemas, telemetry.clone());
         sinks.push(SinkHandle::spawn(sink, runtime));

@@ -16,14 +16,14 @@ pub mod target;
 pub mod time;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use eval::{Context, EvalError, Limits, Source};
 use series::Series;
 
 use crate::store::format::WhisperFile;
-use crate::store::index::{has_glob, split_components, NameIndex};
+use crate::store::index::{has_glob, split_components};
 use crate::store::path::metric_path;
+use crate::store::Shared;
 
 /// A request's parameters: query string and form body merged (body after
 /// query, as graphite-web merges them), several values per name kept.
@@ -116,8 +116,8 @@ pub struct ReadLimits {
 pub struct ReadApi {
     /// The store's root.
     pub root: PathBuf,
-    /// Its names.
-    pub index: Arc<NameIndex>,
+    /// Its names and the flushes its writers still hold.
+    pub store: Shared,
     /// Bounds.
     pub limits: ReadLimits,
 }
@@ -126,7 +126,7 @@ impl Source for ReadApi {
     fn expand(&self, pattern: &str) -> Vec<String> {
         let pattern = pattern.trim();
         if !has_glob(pattern) {
-            return if self.index.contains(pattern)
+            return if self.store.index.contains(pattern)
                 || self.file_of(pattern).is_some_and(|p| p.exists())
             {
                 vec![pattern.to_string()]
@@ -135,6 +135,7 @@ impl Source for ReadApi {
             };
         }
         let mut names: Vec<String> = self
+            .store
             .index
             .find(pattern, self.limits.max_series.saturating_add(1))
             .into_iter()
@@ -155,8 +156,27 @@ impl Source for ReadApi {
                 return None;
             }
         };
+        let finest = file
+            .header
+            .archives
+            .first()
+            .map(|a| i64::from(a.seconds_per_point));
         match file.fetch(from, Some(until), now) {
-            Ok(Some(f)) => Some(Series::new(name, f.from, f.until, f.step, f.values)),
+            Ok(Some(mut f)) => {
+                // Read-your-writes: points the writers still hold go in
+                // their slots (finest archive only, where they are raw).
+                if finest == Some(f.step) {
+                    for (ts, value) in self.store.pending.points(name) {
+                        let slot = (ts - ts.rem_euclid(f.step) - f.from) / f.step;
+                        if let Some(v) =
+                            usize::try_from(slot).ok().and_then(|i| f.values.get_mut(i))
+                        {
+                            *v = Some(value);
+                        }
+                    }
+                }
+                Some(Series::new(name, f.from, f.until, f.step, f.values))
+            }
             Ok(None) => None,
             Err(e) => {
                 tracing::debug!(metric = name, error = %e, "render: fetch failed");
@@ -304,7 +324,7 @@ impl ReadApi {
         } else {
             query.to_string()
         };
-        let mut found = self.index.find(&query, self.limits.max_find);
+        let mut found = self.store.index.find(&query, self.limits.max_find);
         // graphite-web sorts by the last component only (stable).
         found.sort_by(|a, b| last_component(&a.path).cmp(last_component(&b.path)));
         let mut body = String::new();
@@ -408,6 +428,7 @@ impl ReadApi {
             .is_some_and(|v| v == "1" || v == "true");
         let matches = |q: &str| -> Vec<String> {
             let mut paths: Vec<String> = self
+                .store
                 .index
                 .find(q, self.limits.max_find)
                 .into_iter()
@@ -444,7 +465,7 @@ impl ReadApi {
     /// `/metrics/index.json`.
     pub fn index_json(&self, params: &Params) -> Reply {
         let mut body = String::new();
-        string_list(&mut body, &self.index.all_metrics());
+        string_list(&mut body, &self.store.index.all_metrics());
         with_jsonp(params, body)
     }
 
@@ -543,5 +564,69 @@ fn with_jsonp(params: &Params, body: String) -> Reply {
         }
         Some(_) => Reply::invalid("jsonp must be a JavaScript identifier"),
         None => Reply::ok("application/json", body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::point::PointBatch;
+    use crate::store::format::Aggregation;
+
+    fn api(root: &std::path::Path) -> ReadApi {
+        ReadApi {
+            root: root.to_path_buf(),
+            store: Shared::default(),
+            limits: ReadLimits {
+                max_series: 100,
+                max_points: 100_000,
+                max_target_length: 1000,
+                max_targets: 10,
+                max_find: 1000,
+            },
+        }
+    }
+
+    #[test]
+    fn points_the_writers_still_hold_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_796_169_600;
+        let path = dir.path().join("a/b.wsp");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut file = WhisperFile::create(&path, &[(10, 360)], 0.0, Aggregation::Sum).unwrap();
+        file.update(1.0, now - 30, now).unwrap();
+        let api = api(dir.path());
+        api.store.index.insert("a.b");
+        let mut batch = PointBatch::new(now - 10);
+        batch.push("a.b", 7.0);
+        let batch = std::sync::Arc::new(batch);
+        api.store.pending.add(&batch, 1);
+        let s = api.fetch("a.b", now - 60, now, now).unwrap();
+        let known: Vec<f64> = s.values.iter().flatten().copied().collect();
+        assert_eq!(known, [1.0, 7.0], "the file's point and the pending one");
+        api.store.pending.written(&batch);
+        let s = api.fetch("a.b", now - 60, now, now).unwrap();
+        assert_eq!(s.values.iter().flatten().count(), 1);
+    }
+
+    #[test]
+    fn render_answers_and_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = api(dir.path());
+        let params = |q: &str| Params(form_urlencoded::parse(q.as_bytes()).into_owned().collect());
+        let r = api.render(
+            &params("target=constantLine(5)&from=100&until=200&format=json"),
+            1000,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("\"target\": \"5.0\""), "{}", r.body);
+        let many: String = (0..11).map(|_| "target=a&").collect();
+        let r = api.render(&params(&format!("{many}format=json")), 1000);
+        assert!(
+            r.status == 400 && r.body.contains("http.max_targets"),
+            "{}",
+            r.body
+        );
+        assert_eq!(api.render(&params("format=json"), 1000).body, "[]");
     }
 }

@@ -26,6 +26,21 @@ pub trait Sink: Send + 'static {
     /// Consumes batches until the channel closes (shutdown), then delivers
     /// what it still holds and returns.
     fn run(self, batches: mpsc::Receiver<Arc<PointBatch>>) -> impl Future<Output = ()> + Send;
+
+    /// Told of every batch as it is handed over, on the flush thread,
+    /// before the sink's task sees it (the store uses it for
+    /// read-your-writes).
+    fn hook(&self) -> Option<Arc<dyn SubmitHook>> {
+        None
+    }
+}
+
+/// Synchronous notice of a batch handed to a sink.
+pub trait SubmitHook: Send + Sync {
+    /// `batch` is about to be queued.
+    fn submitting(&self, batch: &Arc<PointBatch>);
+    /// `batch` was not queued (the queue was full).
+    fn dropped(&self, batch: &Arc<PointBatch>);
 }
 
 /// The agent's handle on a running sink.
@@ -36,6 +51,7 @@ pub struct SinkHandle {
     task: JoinHandle<()>,
     /// Batches dropped because the sink's queue was full.
     pub dropped: Arc<AtomicU64>,
+    hook: Option<Arc<dyn SubmitHook>>,
 }
 
 /// Watches a sink's queue from elsewhere (admin, self-metrics).
@@ -77,12 +93,14 @@ impl SinkHandle {
     pub fn spawn<S: Sink>(sink: S, runtime: &tokio::runtime::Handle) -> SinkHandle {
         let (sender, receiver) = mpsc::channel(QUEUE_BATCHES);
         let name = sink.describe();
+        let hook = sink.hook();
         let task = runtime.spawn(sink.run(receiver));
         SinkHandle {
             name,
             sender,
             task,
             dropped: Arc::new(AtomicU64::new(0)),
+            hook,
         }
     }
 
@@ -98,7 +116,15 @@ impl SinkHandle {
 
     /// Hands a batch over without blocking; drops it (counted) if full.
     pub fn submit(&self, batch: Arc<PointBatch>) {
-        if self.sender.try_send(batch).is_err() {
+        if let Some(hook) = &self.hook {
+            hook.submitting(&batch);
+        }
+        if let Err(refused) = self.sender.try_send(batch) {
+            if let Some(hook) = &self.hook {
+                let (mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b)) =
+                    refused;
+                hook.dropped(&b);
+            }
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(sink = %self.name, dropped_batches = n, "sink queue full; flush dropped");
         }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::point::PointBatch;
-use crate::sink::Sink;
+use crate::sink::{Sink, SubmitHook};
+use crate::store::pending::Pending;
 use crate::store::schema::Schemas;
 use crate::store::writer::{StoreSettings, WriterPool};
 use crate::telemetry::Telemetry;
@@ -29,7 +30,30 @@ impl WhisperSink {
     }
 }
 
+/// Registers each flush as pending before the writers see it.
+struct PendingHook {
+    pending: Arc<Pending>,
+    writers: usize,
+}
+
+impl SubmitHook for PendingHook {
+    fn submitting(&self, batch: &Arc<PointBatch>) {
+        self.pending.add(batch, self.writers);
+    }
+
+    fn dropped(&self, batch: &Arc<PointBatch>) {
+        self.pending.forget(batch);
+    }
+}
+
 impl Sink for WhisperSink {
+    fn hook(&self) -> Option<Arc<dyn SubmitHook>> {
+        Some(Arc::new(PendingHook {
+            pending: self.settings.pending.clone(),
+            writers: self.settings.writers.max(1),
+        }))
+    }
+
     fn describe(&self) -> String {
         format!("whisper {}", self.settings.root.display())
     }

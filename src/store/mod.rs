@@ -7,6 +7,19 @@
 pub mod format;
 pub mod index;
 pub mod path;
+pub mod pending;
 pub mod schema;
 pub mod tools;
 pub mod writer;
+
+use std::sync::Arc;
+
+/// What the store's writers and its readers share: the name index and the
+/// flushes not yet written.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// Every metric with a file.
+    pub index: Arc<index::NameIndex>,
+    /// Flushes the writers still hold.
+    pub pending: Arc<pending::Pending>,
+}

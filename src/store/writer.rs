@@ -16,6 +16,7 @@ use std::sync::Arc;
 use super::format::{WhisperError, WhisperFile};
 use super::index::NameIndex;
 use super::path::metric_path;
+use super::pending::Pending;
 use super::schema::Schemas;
 use crate::point::PointBatch;
 use crate::telemetry::{unix_now_rounded, Counter, LogLimit, Telemetry};
@@ -33,6 +34,8 @@ pub struct StoreSettings {
     pub max_open_files: usize,
     /// The name index the read API finds names in; new files join it.
     pub index: Arc<NameIndex>,
+    /// Flushes not yet written everywhere (read-your-writes).
+    pub pending: Arc<Pending>,
 }
 
 /// The store's writer threads: each owns a hash share of the metrics, a
@@ -41,6 +44,7 @@ pub struct WriterPool {
     queues: Vec<SyncSender<Arc<PointBatch>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     stats: Arc<Telemetry>,
+    pending: Arc<Pending>,
 }
 
 impl WriterPool {
@@ -74,6 +78,7 @@ impl WriterPool {
             queues,
             threads,
             stats,
+            pending: settings.pending.clone(),
         }
     }
 
@@ -85,6 +90,7 @@ impl WriterPool {
             match queue.try_send(batch.clone()) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.pending.written(batch);
                     // This writer's share of the batch is lost; the share
                     // is roughly len / writers.
                     let lost = (batch.len() / writers).max(1) as u64;
@@ -117,6 +123,7 @@ pub struct Writer {
     router: ahash::RandomState,
     root: PathBuf,
     names: Arc<NameIndex>,
+    pending: Arc<Pending>,
     schemas: Arc<Schemas>,
     stats: Arc<Telemetry>,
     files: HashMap<String, WhisperFile>,
@@ -142,6 +149,7 @@ impl Writer {
             router,
             root: settings.root.clone(),
             names: settings.index.clone(),
+            pending: settings.pending.clone(),
             schemas,
             stats,
             files: HashMap::new(),
@@ -159,6 +167,9 @@ impl Writer {
                 pending.push(more);
             }
             self.write(&pending);
+            for batch in &pending {
+                self.pending.written(batch);
+            }
         }
     }
 
