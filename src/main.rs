@@ -125,6 +125,9 @@ struct Flags {
     /// Admin interface address.
     #[arg(long, global = true, value_name = "ADDR")]
     admin: Option<String>,
+    /// HTTP address: Graphite's read API, /health, /metrics ("" turns it off).
+    #[arg(long, global = true, value_name = "ADDR")]
+    http: Option<String>,
     /// Carbon line-protocol destination host:port (repeatable).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     carbon: Vec<String>,
@@ -153,6 +156,7 @@ impl Flags {
             udp: self.udp.clone(),
             tcp: self.tcp.clone(),
             admin: self.admin.clone(),
+            http: self.http.clone(),
             carbon: self.carbon.clone(),
             flush_interval: self.flush_interval.clone(),
             whisper_dir: self.whisper_dir.clone(),

@@ -17,6 +17,8 @@ pub struct Overrides {
     pub tcp: Vec<String>,
     /// `--admin`: admin.address ("" turns it off).
     pub admin: Option<String>,
+    /// `--http`: http.address ("" turns it off).
+    pub http: Option<String>,
     /// `--carbon` (repeatable): replaces carbon.destinations.
     pub carbon: Vec<String>,
     /// `--flush-interval`: flush.interval.
@@ -56,6 +58,9 @@ impl Overrides {
         }
         if let Some(admin) = &self.admin {
             raw.admin.address = Some(admin.clone());
+        }
+        if let Some(http) = &self.http {
+            raw.http.address = Some(http.clone());
         }
         if !self.carbon.is_empty() {
             raw.carbon.destinations = Some(self.carbon.clone());
