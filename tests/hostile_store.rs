@@ -185,3 +185,43 @@ fn kill_9_while_creating_files_leaves_only_whole_files() {
         }
     }
 }
+
+// Regression: with --flush-interval 1s and the shipped 10 s schema, each
+// flush overwrote the one before it in the slot, so counters were stored
+// as 0 and only one timer mean survived.
+#[test]
+fn one_second_flushes_into_the_shipped_ten_second_schema_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    let config = common::write_file(
+        dir.path(),
+        "sluice.toml",
+        &format!(
+            "[whisper]\ndir = {:?}\nschemas = {:?}\naggregation = {:?}\n",
+            store.to_str().unwrap(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/storage-schemas.conf"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/config/storage-aggregation.conf"
+            ),
+        ),
+    );
+    let (sluice, mut capture) = start_on(config.to_str().unwrap());
+    let mut sent = 0.0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        send_udp(sluice.udp, &[b"fine.hits:3|c\nfine.g:7|g"]);
+        sent += 3.0;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    capture.flush_with("stats_counts.fine.hits", Duration::from_secs(5));
+    assert!(sluice.terminate().success());
+    assert_eq!(sum_of(&store.join("stats_counts/fine/hits.wsp")), sent);
+    let mut gauge = WhisperFile::open_read(&store.join("stats/gauges/fine/g.wsp")).unwrap();
+    let now = sluice::telemetry::unix_now_f64() as i64 + 15;
+    let fetched = gauge.fetch(now - 600, Some(now), now).unwrap().unwrap();
+    assert!(
+        fetched.values.iter().flatten().all(|v| *v == 7.0),
+        "{fetched:?}"
+    );
+}

@@ -34,15 +34,23 @@ pub(crate) fn build_sinks(
     if config.whisper.enabled {
         let w = &config.whisper;
         let schemas = Schemas::load(w.schemas.as_deref(), w.aggregation.as_deref())?;
-        // Several flushes in one whisper slot overwrite each other (the last
-        // wins), and a flush longer than a slot leaves gaps.
+        // Flushes finer than a slot are combined per slot (store::slot);
+        // a flush longer than a slot leaves gaps between its points.
         let finest = schemas.spec_for("stats_counts.example").archives[0].0;
-        if Duration::from_secs(u64::from(finest)) != config.stats.flush_interval {
+        let slot = Duration::from_secs(u64::from(finest));
+        if slot < config.stats.flush_interval {
             tracing::warn!(
                 flush_interval = ?config.stats.flush_interval,
                 finest_retention_secs = finest,
-                "the flush interval differs from the finest whisper precision for stats.*; \
-                 counts in whisper will be overwritten or gappy"
+                "the flush interval is longer than the finest whisper precision for stats.*; \
+                 whisper will show gaps between flushes"
+            );
+        } else if slot > config.stats.flush_interval {
+            tracing::info!(
+                flush_interval = ?config.stats.flush_interval,
+                finest_retention_secs = finest,
+                "flushes finer than the finest whisper precision are combined per slot by \
+                 each file's aggregation method (sum for counts, last for gauges, ...)"
             );
         }
         prepare_root(&w.dir).with_context(|| {

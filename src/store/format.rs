@@ -548,6 +548,20 @@ impl WhisperFile {
         Ok(())
     }
 
+    /// The value the finest archive holds for the slot starting at
+    /// `interval`, if that slot was written for that time.
+    pub fn finest_point(&mut self, interval: i64) -> Result<Option<f64>> {
+        let base = self.base(0)?;
+        if base == 0 {
+            return Ok(None);
+        }
+        let offset = self.slot_offset(0, base, interval);
+        let mut buf = [0u8; 12];
+        self.file.read_exact_at(&mut buf, offset)?;
+        let (ts, value) = parse_point(&buf);
+        Ok((ts == interval).then_some(value))
+    }
+
     /// Python whisper's `update(path, value, timestamp, now)`.
     pub fn update(&mut self, value: f64, timestamp: i64, now: i64) -> Result<()> {
         let age = now - timestamp;

@@ -9,6 +9,7 @@ pub mod index;
 pub mod path;
 pub mod pending;
 pub mod schema;
+pub mod slot;
 pub mod tools;
 pub mod writer;
 

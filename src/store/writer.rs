@@ -18,6 +18,7 @@ use super::index::NameIndex;
 use super::path::metric_path;
 use super::pending::Pending;
 use super::schema::Schemas;
+use super::slot;
 use crate::point::PointBatch;
 use crate::telemetry::{unix_now_rounded, Counter, LogLimit, Telemetry};
 
@@ -115,6 +116,12 @@ impl WriterPool {
     }
 }
 
+/// An open file and the slot its flushes are filling.
+struct OpenFile {
+    file: WhisperFile,
+    slot: Option<slot::SlotState>,
+}
+
 /// One writer's state: its share of the metrics and its open files.
 /// Public so benches can drive the real write path without threads.
 pub struct Writer {
@@ -126,7 +133,7 @@ pub struct Writer {
     pending: Arc<Pending>,
     schemas: Arc<Schemas>,
     stats: Arc<Telemetry>,
-    files: HashMap<String, WhisperFile>,
+    files: HashMap<String, OpenFile>,
     max_open: usize,
     /// Refused names and failed writes are rate-limited apart, so one
     /// kind of trouble never hides the other.
@@ -217,7 +224,8 @@ impl Writer {
                     if self.files.len() >= self.max_open {
                         self.evict();
                     }
-                    self.files.insert(name.to_string(), file);
+                    self.files
+                        .insert(name.to_string(), OpenFile { file, slot: None });
                 }
                 Ok(None) => return,
                 Err(e) => {
@@ -226,10 +234,23 @@ impl Writer {
                 }
             }
         }
-        let Some(file) = self.files.get_mut(name) else {
+        let Some(open) = self.files.get_mut(name) else {
             return;
         };
-        match file.update_many(points, now) {
+        // Flushed points that share a slot are combined, not overwritten.
+        let step = open
+            .file
+            .header
+            .archives
+            .first()
+            .map(|a| i64::from(a.seconds_per_point))
+            .unwrap_or(1);
+        let method = open.file.header.aggregation;
+        let file = &mut open.file;
+        let combined = slot::combine(points, step, method, &mut open.slot, |slot| {
+            file.finest_point(slot).ok().flatten()
+        });
+        match open.file.update_many(&combined, now) {
             Ok(()) => {
                 self.stats
                     .add(Counter::WhisperPointsWritten, points.len() as u64);
