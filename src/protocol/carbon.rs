@@ -49,9 +49,98 @@ pub fn parse_line(line: &str) -> Option<(&str, f64, i64)> {
     Some((name, value, timestamp))
 }
 
+/// A point received over carbon's line protocol.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Received<'a> {
+    /// The metric path.
+    pub name: &'a str,
+    /// The value (may be infinite; never NaN).
+    pub value: f64,
+    /// Unix seconds (float timestamps truncated, as whisper does).
+    pub timestamp: i64,
+}
+
+/// Why a received line was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadLine {
+    /// Not UTF-8 (carbon drops the whole connection on these).
+    #[error("the line is not UTF-8")]
+    NotUtf8,
+    /// Not three fields.
+    #[error("a line needs exactly three fields: path value timestamp")]
+    Fields,
+    /// The value is not a number.
+    #[error("the value is not a number")]
+    Value,
+    /// The timestamp is not a finite number (carbon drops the connection
+    /// on `inf`).
+    #[error("the timestamp is not a finite number")]
+    Timestamp,
+}
+
+/// Parses one received line as carbon-cache does: surrounding whitespace
+/// (so CRLF) stripped, fields split on whitespace runs, Python-style
+/// floats, a timestamp of -1 meaning `now`. `Ok(None)`: a NaN value,
+/// which carbon drops.
+pub fn parse_received(line: &[u8], now: i64) -> Result<Option<Received<'_>>, BadLine> {
+    let text = std::str::from_utf8(line).map_err(|_| BadLine::NotUtf8)?;
+    let mut fields = text.split_ascii_whitespace();
+    let (Some(name), Some(value), Some(timestamp), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(BadLine::Fields);
+    };
+    let value: f64 = value.parse().map_err(|_| BadLine::Value)?;
+    let ts: f64 = timestamp.parse().map_err(|_| BadLine::Timestamp)?;
+    if !ts.is_finite() || ts.abs() > 1e15 {
+        return Err(BadLine::Timestamp);
+    }
+    if value.is_nan() {
+        return Ok(None);
+    }
+    // Python's int() truncates toward zero; -1 (so (-2, -1]) means now.
+    let truncated = ts.trunc() as i64;
+    let timestamp = if truncated == -1 { now } else { truncated };
+    Ok(Some(Received {
+        name,
+        value,
+        timestamp,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_lines_as_carbon_reads_them() {
+        let now = 1_700_000_000;
+        fn ok(line: &str) -> Received<'_> {
+            parse_received(line.as_bytes(), 1_700_000_000)
+                .unwrap()
+                .unwrap()
+        }
+        assert_eq!(
+            ok("a.b 1.5 1700000000"),
+            Received {
+                name: "a.b",
+                value: 1.5,
+                timestamp: 1_700_000_000
+            }
+        );
+        assert_eq!(ok("a.b\t 2   1699999999.9\r").timestamp, 1_699_999_999);
+        assert_eq!(ok("a.b 1e3 -1").timestamp, now);
+        assert_eq!(ok("a.b 1 -1.5").timestamp, now);
+        assert_eq!(ok("a.b inf 10").value, f64::INFINITY);
+        assert_eq!(ok("a.b +5 10").value, 5.0);
+        assert_eq!(parse_received(b"a.b nan 10", now), Ok(None));
+        assert_eq!(parse_received(b"a.b 1 inf", now), Err(BadLine::Timestamp));
+        assert_eq!(parse_received(b"a.b 1", now), Err(BadLine::Fields));
+        assert_eq!(parse_received(b"a.b x 1", now), Err(BadLine::Value));
+        assert_eq!(parse_received(b"a.b 0x10 1", now), Err(BadLine::Value));
+        assert_eq!(parse_received(b"\xff 1 1", now), Err(BadLine::NotUtf8));
+        assert_eq!(parse_received(b"", now), Err(BadLine::Fields));
+    }
 
     #[test]
     fn writes_etsy_shaped_lines() {

@@ -4,22 +4,156 @@
 //! Globs are Graphite's, per component: `*`, `?`, `[ab]`, `[a-z]`, `[!a]`,
 //! `{a,b}` (whose members may hold globs).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::RwLock;
 
-/// One node of the tree.
-#[derive(Debug, Default)]
+use hashbrown::HashTable;
+
+/// No node (the end of a sibling list, or no child yet).
+const NONE: u32 = u32::MAX;
+/// The root's id.
+const ROOT: u32 = 0;
+
+/// One node of the tree, 20 bytes: its component (an interned string),
+/// its parent, first child and next sibling, and whether a metric ends here.
+#[derive(Debug, Clone, Copy)]
 struct Node {
-    children: BTreeMap<Box<str>, Node>,
-    /// A metric ends here (a file exists).
+    component: u32,
+    parent: u32,
+    first_child: u32,
+    next_sibling: u32,
     leaf: bool,
+}
+
+/// The tree, compact: component strings interned once in one arena,
+/// nodes in one vector, and (parent, component) → child in a hash table
+/// of node ids.
+#[derive(Debug)]
+struct Tree {
+    text: String,
+    /// (offset, length) of each interned component in `text`.
+    components: Vec<(u32, u32)>,
+    interned: HashTable<u32>,
+    nodes: Vec<Node>,
+    /// Child node ids, found by (parent, component).
+    edges: HashTable<u32>,
+    hasher: ahash::RandomState,
+}
+
+impl Default for Tree {
+    fn default() -> Tree {
+        Tree {
+            text: String::new(),
+            components: Vec::new(),
+            interned: HashTable::new(),
+            nodes: vec![Node {
+                component: NONE,
+                parent: NONE,
+                first_child: NONE,
+                next_sibling: NONE,
+                leaf: false,
+            }],
+            edges: HashTable::new(),
+            hasher: ahash::RandomState::with_seeds(7, 11, 13, 17),
+        }
+    }
+}
+
+fn component_of<'t>(text: &'t str, components: &[(u32, u32)], id: u32) -> &'t str {
+    let (offset, len) = components[id as usize];
+    &text[offset as usize..(offset + len) as usize]
+}
+
+impl Tree {
+    fn component(&self, id: u32) -> &str {
+        component_of(&self.text, &self.components, id)
+    }
+
+    fn lookup_component(&self, text: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(text);
+        self.interned
+            .find(hash, |id| self.component(*id) == text)
+            .copied()
+    }
+
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.lookup_component(text) {
+            return id;
+        }
+        let id = self.components.len() as u32;
+        self.components
+            .push((self.text.len() as u32, text.len() as u32));
+        self.text.push_str(text);
+        let hash = self.hasher.hash_one(text);
+        let (hasher, all, components) = (&self.hasher, &self.text, &self.components);
+        self.interned.insert_unique(hash, id, |id| {
+            hasher.hash_one(component_of(all, components, *id))
+        });
+        id
+    }
+
+    fn child(&self, parent: u32, component: u32) -> Option<u32> {
+        let hash = self.hasher.hash_one((parent, component));
+        self.edges
+            .find(hash, |id| {
+                let n = &self.nodes[*id as usize];
+                n.component == component && n.parent == parent
+            })
+            .copied()
+    }
+
+    fn add_child(&mut self, parent: u32, component: u32) -> u32 {
+        if let Some(id) = self.child(parent, component) {
+            return id;
+        }
+        let id = self.nodes.len() as u32;
+        let sibling = self.nodes[parent as usize].first_child;
+        self.nodes.push(Node {
+            component,
+            parent,
+            first_child: NONE,
+            next_sibling: sibling,
+            leaf: false,
+        });
+        self.nodes[parent as usize].first_child = id;
+        let hash = self.hasher.hash_one((parent, component));
+        let (hasher, nodes) = (&self.hasher, &self.nodes);
+        self.edges.insert_unique(hash, id, |id| {
+            let n = &nodes[*id as usize];
+            hasher.hash_one((n.parent, n.component))
+        });
+        id
+    }
+
+    fn children(&self, parent: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut next = self.nodes[parent as usize].first_child;
+        std::iter::from_fn(move || {
+            let id = next;
+            if id == NONE {
+                return None;
+            }
+            next = self.nodes[id as usize].next_sibling;
+            Some(id)
+        })
+    }
+
+    /// The dotted path of `id`.
+    fn path(&self, mut id: u32) -> String {
+        let mut parts = Vec::new();
+        while id != ROOT && id != NONE {
+            let n = &self.nodes[id as usize];
+            parts.push(self.component(n.component));
+            id = n.parent;
+        }
+        parts.reverse();
+        parts.join(".")
+    }
 }
 
 /// The index, shared by the writers (insert) and the read API (find).
 #[derive(Debug, Default)]
 pub struct NameIndex {
-    root: RwLock<Node>,
+    tree: RwLock<Tree>,
 }
 
 /// A match: the path and whether it is a metric (a leaf) or a branch.
@@ -35,29 +169,35 @@ pub struct Found {
 impl NameIndex {
     /// Adds a metric.
     pub fn insert(&self, name: &str) {
-        let Ok(mut root) = self.root.write() else {
+        let Ok(mut tree) = self.tree.write() else {
             return;
         };
-        let mut node = &mut *root;
+        let mut node = ROOT;
         for part in name.split('.').filter(|p| !p.is_empty()) {
-            node = node.children.entry(part.into()).or_default();
+            let component = tree.intern(part);
+            node = tree.add_child(node, component);
         }
-        node.leaf = true;
+        if node != ROOT {
+            tree.nodes[node as usize].leaf = true;
+        }
     }
 
     /// Whether `name` is a metric.
     pub fn contains(&self, name: &str) -> bool {
-        let Ok(root) = self.root.read() else {
+        let Ok(tree) = self.tree.read() else {
             return false;
         };
-        let mut node = &*root;
+        let mut node = ROOT;
         for part in name.split('.').filter(|p| !p.is_empty()) {
-            match node.children.get(part) {
-                Some(n) => node = n,
+            let Some(component) = tree.lookup_component(part) else {
+                return false;
+            };
+            match tree.child(node, component) {
+                Some(child) => node = child,
                 None => return false,
             }
         }
-        node.leaf
+        node != ROOT && tree.nodes[node as usize].leaf
     }
 
     /// Adds every `.wsp` file under `root` (tagged series under `_tagged/`
@@ -91,87 +231,77 @@ impl NameIndex {
         count
     }
 
-    /// Every node matching `pattern`, in path order; at most `limit`.
+    /// Every node matching `pattern`, in path order (a branch before a
+    /// leaf of the same path); at most `limit`.
     pub fn find(&self, pattern: &str, limit: usize) -> Vec<Found> {
-        let Ok(root) = self.root.read() else {
+        let Ok(tree) = self.tree.read() else {
             return Vec::new();
         };
         let globs: Vec<Glob> = split_components(pattern)
             .iter()
             .map(|c| Glob::new(c))
             .collect();
-        let mut out = Vec::new();
-        walk(&root, &globs, &mut String::new(), &mut out, limit);
+        let mut hits = Vec::new();
+        walk(&tree, ROOT, &globs, &mut hits, limit);
+        let mut out: Vec<Found> = Vec::with_capacity(hits.len());
+        for (id, leaf) in hits {
+            out.push(Found {
+                path: tree.path(id),
+                leaf,
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path).then(a.leaf.cmp(&b.leaf)));
         out
     }
 
     /// Every metric, in path order.
     pub fn all_metrics(&self) -> Vec<String> {
-        let Ok(root) = self.root.read() else {
+        let Ok(tree) = self.tree.read() else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        collect(&root, &mut String::new(), &mut out);
+        let mut out: Vec<String> = (1..tree.nodes.len() as u32)
+            .filter(|id| tree.nodes[*id as usize].leaf)
+            .map(|id| tree.path(id))
+            .collect();
+        out.sort();
         out
     }
 }
 
-fn collect(node: &Node, prefix: &mut String, out: &mut Vec<String>) {
-    for (name, child) in &node.children {
-        let len = prefix.len();
-        if !prefix.is_empty() {
-            prefix.push('.');
-        }
-        prefix.push_str(name);
-        if child.leaf {
-            out.push(prefix.clone());
-        }
-        collect(child, prefix, out);
-        prefix.truncate(len);
-    }
-}
-
-fn walk(node: &Node, globs: &[Glob], prefix: &mut String, out: &mut Vec<Found>, limit: usize) {
+/// Collects (node, is_leaf) for every match of `globs` below `node`.
+fn walk(tree: &Tree, node: u32, globs: &[Glob], out: &mut Vec<(u32, bool)>, limit: usize) {
     let Some((glob, rest)) = globs.split_first() else {
         return;
     };
-    let mut visit = |name: &str, child: &Node, out: &mut Vec<Found>| {
-        let len = prefix.len();
-        if !prefix.is_empty() {
-            prefix.push('.');
-        }
-        prefix.push_str(name);
+    let visit = |child: u32, out: &mut Vec<(u32, bool)>| {
+        let n = tree.nodes[child as usize];
         if rest.is_empty() {
-            if !child.children.is_empty() && out.len() < limit {
-                out.push(Found {
-                    path: prefix.clone(),
-                    leaf: false,
-                });
+            if n.first_child != NONE && out.len() < limit {
+                out.push((child, false));
             }
-            if child.leaf && out.len() < limit {
-                out.push(Found {
-                    path: prefix.clone(),
-                    leaf: true,
-                });
+            if n.leaf && out.len() < limit {
+                out.push((child, true));
             }
         } else {
-            walk(child, rest, prefix, out, limit);
+            walk(tree, child, rest, out, limit);
         }
-        prefix.truncate(len);
     };
     match glob {
         Glob::Literal(name) => {
-            if let Some(child) = node.children.get(name.as_str()) {
-                visit(name, child, out);
+            if let Some(child) = tree
+                .lookup_component(name)
+                .and_then(|c| tree.child(node, c))
+            {
+                visit(child, out);
             }
         }
         Glob::Pattern(re) => {
-            for (name, child) in &node.children {
+            for child in tree.children(node) {
                 if out.len() >= limit {
                     return;
                 }
-                if re.is_match(name) {
-                    visit(name, child, out);
+                if re.is_match(tree.component(tree.nodes[child as usize].component)) {
+                    visit(child, out);
                 }
             }
         }
