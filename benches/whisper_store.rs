@@ -48,6 +48,7 @@ fn run(files: usize, rounds: usize, max_open: usize) {
         max_open_files: open_file_budget(max_open, true),
         index: Arc::default(),
         pending: Arc::default(),
+        cache: Arc::default(),
     };
     let stats = Arc::new(Telemetry::default());
     let schemas = Arc::new(Schemas::load(None, None).expect("built-in schemas"));

@@ -128,6 +128,12 @@ struct Flags {
     /// HTTP address: Graphite's read API, /health, /metrics ("" turns it off).
     #[arg(long, global = true, value_name = "ADDR")]
     http: Option<String>,
+    /// Carbon line receiver (TCP and UDP), e.g. 0.0.0.0:2003 (repeatable).
+    #[arg(long, global = true, value_name = "ADDR")]
+    line_receiver: Vec<String>,
+    /// Carbon pickle receiver, e.g. 0.0.0.0:2004 (repeatable).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pickle_receiver: Vec<String>,
     /// Carbon line-protocol destination host:port (repeatable).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     carbon: Vec<String>,
@@ -157,6 +163,8 @@ impl Flags {
             tcp: self.tcp.clone(),
             admin: self.admin.clone(),
             http: self.http.clone(),
+            line_receiver: self.line_receiver.clone(),
+            pickle_receiver: self.pickle_receiver.clone(),
             carbon: self.carbon.clone(),
             flush_interval: self.flush_interval.clone(),
             whisper_dir: self.whisper_dir.clone(),

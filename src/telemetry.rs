@@ -66,6 +66,11 @@ counters! {
     WhisperErrors: "whisper_errors", WhenNonZero, "Failed whisper file operations (corrupt, unwritable or unreadable files).";
     WhisperNamesRejected: "whisper_names_rejected", WhenNonZero, "Metric names the whisper store refused as unsafe paths.";
     WhisperFilesReplaced: "whisper_files_replaced", WhenNonZero, "Empty or header-only whisper files (an interrupted creation) replaced.";
+    CarbonPointsReceived: "carbon_points_received", WhenNonZero, "Points received over carbon's line and pickle protocols.";
+    CarbonBadLines: "carbon_bad_lines", WhenNonZero, "Carbon lines (or pickle points) skipped as malformed or too long.";
+    CarbonNanDropped: "carbon_nan_dropped", WhenNonZero, "Received carbon points whose value was NaN (dropped, as carbon does).";
+    CarbonPointsDropped: "carbon_points_dropped", WhenNonZero, "Received carbon points dropped because the cache was full.";
+    CarbonPickleFramesRefused: "carbon_pickle_frames_refused", WhenNonZero, "Pickle frames refused: over the size limit or not a list of points.";
     WhisperPointsWritten: "whisper_points_written", Never, "Points written into whisper files.";
     WhisperFilesCreated: "whisper_files_created", Never, "Whisper files created.";
 }
@@ -200,6 +205,7 @@ gauges! {
     SERIES: "sluice.series.{}", "sluice_series", Some("type"), Gauge, "Live series per type.";
     HOST_UDP_IN_ERRORS: "sluice.host_udp_in_errors", "sluice_host_udp_in_errors_total", None, Counter, "Host UDP InErrors since boot (/proc/net/snmp).";
     HOST_UDP_RCVBUF_ERRORS: "sluice.host_udp_rcvbuf_errors", "sluice_host_udp_rcvbuf_errors_total", None, Counter, "Host UDP RcvbufErrors since boot (/proc/net/snmp).";
+    CARBON_CACHE_POINTS: "sluice.carbon_cache_points", "sluice_carbon_cache_points", None, Gauge, "Received carbon points not yet written.";
     SINK_QUEUE_DEPTH: "sluice.sinks.{}.queue_depth", "sluice_sink_queue_depth", Some("sink"), Gauge, "Flushes waiting in each sink's queue.";
     SINK_DROPPED_FLUSHES: "sluice.sinks.{}.dropped_flushes", "sluice_sink_dropped_flushes_total", Some("sink"), Counter, "Flushes dropped because a sink's queue was full.";
     CARBON_SENT_POINTS: "graphiteStats.destinations.{}.sent_points", "sluice_carbon_sent_points_total", Some("destination"), Counter, "Points written to each carbon destination.";

@@ -12,6 +12,7 @@ mod admin;
 mod agent;
 mod alloc;
 mod carbon_forwarding;
+mod carbon_receivers;
 mod etsy_parity;
 mod graphite_oracle;
 mod hostile_store;

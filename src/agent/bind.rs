@@ -17,6 +17,10 @@ pub struct BoundSockets {
     pub admin: Option<(SocketAddr, TcpListener)>,
     /// The HTTP endpoint, when enabled.
     pub http: Option<(SocketAddr, TcpListener)>,
+    /// Carbon line receivers: TCP and UDP on one address.
+    pub carbon_line: Vec<(SocketAddr, TcpListener, UdpSocket)>,
+    /// Carbon pickle receivers.
+    pub carbon_pickle: Vec<(SocketAddr, TcpListener)>,
 }
 
 impl BoundSockets {
@@ -46,11 +50,27 @@ impl BoundSockets {
             .address
             .map(|a| bind_tcp("HTTP", a))
             .transpose()?;
+        let mut carbon_line = Vec::new();
+        for wanted in &listen.carbon_line {
+            let (addr, tcp) = bind_tcp("carbon line TCP", *wanted)?;
+            // UDP on the same port as the TCP listener got.
+            let (_, mut udp) = bind_udp_group("carbon line UDP", addr, 1, 8 << 20)?;
+            if let Some(udp) = udp.pop() {
+                carbon_line.push((addr, tcp, udp));
+            }
+        }
+        let carbon_pickle = listen
+            .carbon_pickle
+            .iter()
+            .map(|addr| bind_tcp("carbon pickle", *addr))
+            .collect::<Result<_, _>>()?;
         Ok(BoundSockets {
             udp,
             tcp,
             admin,
             http,
+            carbon_line,
+            carbon_pickle,
         })
     }
 }

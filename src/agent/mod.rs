@@ -28,6 +28,7 @@ use crate::graphite::{ReadApi, ReadLimits};
 use crate::http::{self, HttpContext, HttpSettings};
 use crate::ingest::tcp::TcpLimits;
 use crate::ingest::{tcp, udp, IngestContext};
+use crate::receive::{self, ReceiveContext};
 use crate::shutdown::{Listeners, ShutdownTrigger};
 use crate::sink::SinkHandle;
 use crate::store::Shared;
@@ -90,6 +91,9 @@ pub async fn run(
     // The store's names: new files join as the writers create them; the
     // files already there are scanned in the background.
     let store = Shared::default();
+    store
+        .cache
+        .set_max_points(config.listen.carbon_cache_points);
     if config.whisper.enabled {
         let (index, root) = (store.index.clone(), config.whisper.dir.clone());
         std::thread::Builder::new()
@@ -109,8 +113,12 @@ pub async fn run(
     }
     let monitors: SharedMonitors =
         Arc::new(Mutex::new(sinks.iter().map(SinkHandle::monitor).collect()));
-    let readings: Readings =
-        sinks::readings(aggregator.clone(), monitors.clone(), graphite.clone());
+    let readings: Readings = sinks::readings(
+        aggregator.clone(),
+        monitors.clone(),
+        graphite.clone(),
+        store.clone(),
+    );
     let healthy = Arc::new(AtomicBool::new(true));
 
     // Every listener: bound already, started here, stopped by one signal.
@@ -135,6 +143,32 @@ pub async fn run(
         listeners.spawn(
             "tcp",
             tcp::serve(listener, ingest.clone(), limits, stop.clone()),
+        );
+    }
+    let receive = Arc::new(ReceiveContext {
+        cache: store.cache.clone(),
+        telemetry: telemetry.clone(),
+        max_line_length: config.listen.carbon_max_line_length,
+        max_frame_bytes: config.listen.carbon_pickle_max_frame,
+    });
+    for (addr, tcp, udp) in sockets.carbon_line {
+        tracing::info!(protocol = "carbon-line", %addr, "listening");
+        let listener = tokio::net::TcpListener::from_std(tcp)?;
+        listeners.spawn(
+            "carbon-line",
+            receive::line::serve_tcp(listener, receive.clone(), stop.clone()),
+        );
+        let (ctx, stop) = (receive.clone(), stop.clone());
+        listeners.spawn_thread(format!("carbon-udp-{}", addr.port()), move || {
+            receive::line::receive_udp(udp, ctx, stop)
+        })?;
+    }
+    for (addr, listener) in sockets.carbon_pickle {
+        tracing::info!(protocol = "carbon-pickle", %addr, "listening");
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        listeners.spawn(
+            "carbon-pickle",
+            receive::pickle::serve(listener, receive.clone(), stop.clone()),
         );
     }
     if let Some((addr, listener)) = sockets.admin {

@@ -27,7 +27,17 @@ pub(crate) struct ReloadPlan {
 pub(crate) fn plan(running: &Config, mut new: Config) -> ReloadPlan {
     let mut needs_restart = Vec::new();
     let (was, now) = (&running.listen, &new.listen);
-    let restart_keys: [(&'static str, bool); 7] = [
+    let restart_keys: [(&'static str, bool); 10] = [
+        ("listen.carbon_line", was.carbon_line != now.carbon_line),
+        (
+            "listen.carbon_pickle",
+            was.carbon_pickle != now.carbon_pickle,
+        ),
+        (
+            "listen.carbon_max_line_length / carbon_pickle_max_frame",
+            was.carbon_max_line_length != now.carbon_max_line_length
+                || was.carbon_pickle_max_frame != now.carbon_pickle_max_frame,
+        ),
         ("listen.udp", was.udp != now.udp),
         ("listen.tcp", was.tcp != now.tcp),
         (

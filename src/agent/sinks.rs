@@ -68,6 +68,7 @@ pub(crate) fn build_sinks(
             max_open_files: open_file_budget(w.max_open_files(), w.max_open_files.is_some()),
             index: store.index.clone(),
             pending: store.pending.clone(),
+            cache: store.cache.clone(),
         };
         let sink = WhisperSink::new(settings, schemas, telemetry.clone());
         sinks.push(SinkHandle::spawn(sink, runtime));
@@ -93,9 +94,14 @@ pub(crate) fn readings(
     aggregator: Arc<Aggregator>,
     sinks: SharedMonitors,
     graphite: Arc<GraphiteStats>,
+    store: Shared,
 ) -> Readings {
     Arc::new(move || {
-        let mut out = Vec::new();
+        let mut out = vec![Reading {
+            def: &telemetry::CARBON_CACHE_POINTS,
+            label: None,
+            value: store.cache.len() as f64,
+        }];
         let [c, t, g, s] = aggregator.series();
         for (kind, n) in [("counters", c), ("timers", t), ("gauges", g), ("sets", s)] {
             out.push(Reading {

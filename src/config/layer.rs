@@ -19,6 +19,10 @@ pub struct Overrides {
     pub admin: Option<String>,
     /// `--http`: http.address ("" turns it off).
     pub http: Option<String>,
+    /// `--line-receiver` (repeatable): replaces listen.carbon_line.
+    pub line_receiver: Vec<String>,
+    /// `--pickle-receiver` (repeatable): replaces listen.carbon_pickle.
+    pub pickle_receiver: Vec<String>,
     /// `--carbon` (repeatable): replaces carbon.destinations.
     pub carbon: Vec<String>,
     /// `--flush-interval`: flush.interval.
@@ -61,6 +65,12 @@ impl Overrides {
         }
         if let Some(http) = &self.http {
             raw.http.address = Some(http.clone());
+        }
+        if !self.line_receiver.is_empty() {
+            raw.listen.carbon_line = Some(self.line_receiver.clone());
+        }
+        if !self.pickle_receiver.is_empty() {
+            raw.listen.carbon_pickle = Some(self.pickle_receiver.clone());
         }
         if !self.carbon.is_empty() {
             raw.carbon.destinations = Some(self.carbon.clone());

@@ -102,6 +102,16 @@ pub struct Listen {
     pub tcp_max_connections: usize,
     /// Aggregator shards.
     pub shards: usize,
+    /// Carbon line receivers (TCP and UDP on each address).
+    pub carbon_line: Vec<SocketAddr>,
+    /// Carbon pickle receivers (TCP).
+    pub carbon_pickle: Vec<SocketAddr>,
+    /// Longest carbon line kept.
+    pub carbon_max_line_length: usize,
+    /// Largest pickle frame accepted.
+    pub carbon_pickle_max_frame: usize,
+    /// Received points held before the writers take them.
+    pub carbon_cache_points: usize,
 }
 
 /// Everything that decides which aggregates a flush derives.
@@ -430,6 +440,41 @@ impl Config {
                 1 << 20,
             )?,
             shards: in_range("listen.shards", l.shards, DEFAULT_SHARDS, 1, 4096)?,
+            carbon_line: match &l.carbon_line {
+                None => Vec::new(),
+                Some(list) => list
+                    .iter()
+                    .map(|a| address("listen.carbon_line", a))
+                    .collect::<Result<_, _>>()?,
+            },
+            carbon_pickle: match &l.carbon_pickle {
+                None => Vec::new(),
+                Some(list) => list
+                    .iter()
+                    .map(|a| address("listen.carbon_pickle", a))
+                    .collect::<Result<_, _>>()?,
+            },
+            carbon_max_line_length: in_range(
+                "listen.carbon_max_line_length",
+                l.carbon_max_line_length,
+                16_384,
+                64,
+                16 << 20,
+            )?,
+            carbon_pickle_max_frame: in_range(
+                "listen.carbon_pickle_max_frame",
+                l.carbon_pickle_max_frame,
+                1 << 20,
+                1024,
+                1 << 30,
+            )?,
+            carbon_cache_points: in_range(
+                "listen.carbon_cache_points",
+                l.carbon_cache_points,
+                10_000_000,
+                1,
+                1 << 32,
+            )?,
         };
 
         let f = &raw.flush;

@@ -35,6 +35,11 @@ impl Config {
                 tcp_max_line_length: int(l.tcp_max_line_length),
                 tcp_max_connections: int(l.tcp_max_connections),
                 shards: int(l.shards),
+                carbon_line: Some(l.carbon_line.iter().map(|a| a.to_string()).collect()),
+                carbon_pickle: Some(l.carbon_pickle.iter().map(|a| a.to_string()).collect()),
+                carbon_max_line_length: int(l.carbon_max_line_length),
+                carbon_pickle_max_frame: int(l.carbon_pickle_max_frame),
+                carbon_cache_points: int(l.carbon_cache_points),
             },
             flush: RawFlush {
                 interval: text(s.flush_interval),

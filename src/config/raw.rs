@@ -46,6 +46,11 @@ pub struct RawListen {
     pub tcp_max_line_length: Option<i64>,
     pub tcp_max_connections: Option<i64>,
     pub shards: Option<i64>,
+    pub carbon_line: Option<Vec<String>>,
+    pub carbon_pickle: Option<Vec<String>>,
+    pub carbon_max_line_length: Option<i64>,
+    pub carbon_pickle_max_frame: Option<i64>,
+    pub carbon_cache_points: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone)]

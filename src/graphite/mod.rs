@@ -166,7 +166,8 @@ impl Source for ReadApi {
                 // Read-your-writes: points the writers still hold go in
                 // their slots (finest archive only, where they are raw).
                 if finest == Some(f.step) {
-                    for (ts, value) in self.store.pending.points(name) {
+                    let cached = self.store.cache.points(name);
+                    for (ts, value) in self.store.pending.points(name).into_iter().chain(cached) {
                         let slot = (ts - ts.rem_euclid(f.step) - f.from) / f.step;
                         if let Some(v) =
                             usize::try_from(slot).ok().and_then(|i| f.values.get_mut(i))

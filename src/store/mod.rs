@@ -4,6 +4,7 @@
 //! writer threads (`writer`) and the `sluice whisper` tools (`tools`).
 //! It knows nothing of StatsD.
 
+pub mod cache;
 pub mod format;
 pub mod index;
 pub mod path;
@@ -23,4 +24,6 @@ pub struct Shared {
     pub index: Arc<index::NameIndex>,
     /// Flushes the writers still hold.
     pub pending: Arc<pending::Pending>,
+    /// Points received over carbon's protocols, not yet written.
+    pub cache: Arc<cache::ReceivedCache>,
 }

@@ -10,9 +10,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::cache::{shard_of, ReceivedCache};
 use super::format::{WhisperError, WhisperFile};
 use super::index::NameIndex;
 use super::path::metric_path;
@@ -37,6 +39,8 @@ pub struct StoreSettings {
     pub index: Arc<NameIndex>,
     /// Flushes not yet written everywhere (read-your-writes).
     pub pending: Arc<Pending>,
+    /// Points received over carbon's protocols.
+    pub cache: Arc<ReceivedCache>,
 }
 
 /// The store's writer threads: each owns a hash share of the metrics, a
@@ -53,7 +57,7 @@ impl WriterPool {
     pub fn start(settings: &StoreSettings, schemas: Schemas, stats: Arc<Telemetry>) -> WriterPool {
         let schemas = Arc::new(schemas);
         let writers = settings.writers.max(1);
-        let router = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let router = super::cache::router();
         let mut queues = Vec::new();
         let mut threads = Vec::new();
         for index in 0..writers {
@@ -116,6 +120,18 @@ impl WriterPool {
     }
 }
 
+/// How a file's new points meet the ones already in their slots.
+#[derive(Debug, Clone, Copy)]
+enum Combine {
+    /// Flushed StatsD points: combined per slot by the file's method.
+    PerSlot,
+    /// Received carbon points: the last one wins, as in carbon-cache.
+    LastWins,
+}
+
+/// How often a writer with no flush to write drains the receivers' cache.
+const CACHE_DRAIN: Duration = Duration::from_millis(100);
+
 /// An open file and the slot its flushes are filling.
 struct OpenFile {
     file: WhisperFile,
@@ -131,6 +147,7 @@ pub struct Writer {
     root: PathBuf,
     names: Arc<NameIndex>,
     pending: Arc<Pending>,
+    cache: Arc<ReceivedCache>,
     schemas: Arc<Schemas>,
     stats: Arc<Telemetry>,
     files: HashMap<String, OpenFile>,
@@ -157,6 +174,7 @@ impl Writer {
             root: settings.root.clone(),
             names: settings.index.clone(),
             pending: settings.pending.clone(),
+            cache: settings.cache.clone(),
             schemas,
             stats,
             files: HashMap::new(),
@@ -167,22 +185,41 @@ impl Writer {
     }
 
     fn run(&mut self, queue: Receiver<Arc<PointBatch>>) {
-        while let Ok(first) = queue.recv() {
-            let mut pending = vec![first];
-            // Behind? Take everything queued and write each file once.
-            while let Ok(more) = queue.try_recv() {
-                pending.push(more);
+        loop {
+            match queue.recv_timeout(CACHE_DRAIN) {
+                Ok(first) => {
+                    let mut pending = vec![first];
+                    // Behind? Take everything queued and write each file once.
+                    while let Ok(more) = queue.try_recv() {
+                        pending.push(more);
+                    }
+                    self.write(&pending);
+                    for batch in &pending {
+                        self.pending.written(batch);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.write_received(unix_now_rounded());
+                    return;
+                }
             }
-            self.write(&pending);
-            for batch in &pending {
-                self.pending.written(batch);
-            }
+            self.write_received(unix_now_rounded());
         }
     }
 
+    /// Writes what the carbon receivers cached for this writer's share:
+    /// carbon's rule, the last value received for a timestamp wins.
+    pub fn write_received(&mut self, now: i64) {
+        for (name, points) in self.cache.drain(self.index, self.writers) {
+            self.write_file(&name, &points, now, Combine::LastWins);
+        }
+    }
+
+    /// Whether `name` is this writer's: its cache shard's writer, so a
+    /// metric flushed and received goes to one writer.
     fn mine(&self, name: &str) -> bool {
-        self.writers == 1
-            || (self.router.hash_one(name) % self.writers as u64) as usize == self.index
+        self.writers == 1 || shard_of(&self.router, name) % self.writers == self.index
     }
 
     fn write(&mut self, batches: &[Arc<PointBatch>]) {
@@ -196,7 +233,7 @@ impl Writer {
             let batch = &batches[0];
             for (name, value) in batch.iter() {
                 if self.mine(name) {
-                    self.write_file(name, &[(batch.timestamp, value)], now);
+                    self.write_file(name, &[(batch.timestamp, value)], now, Combine::PerSlot);
                 }
             }
             return;
@@ -213,11 +250,11 @@ impl Writer {
             }
         }
         for (name, points) in per_file {
-            self.write_file(name, &points, now);
+            self.write_file(name, &points, now, Combine::PerSlot);
         }
     }
 
-    fn write_file(&mut self, name: &str, points: &[(i64, f64)], now: i64) {
+    fn write_file(&mut self, name: &str, points: &[(i64, f64)], now: i64, how: Combine) {
         if !self.files.contains_key(name) {
             match self.open_or_create(name) {
                 Ok(Some(file)) => {
@@ -247,9 +284,12 @@ impl Writer {
             .unwrap_or(1);
         let method = open.file.header.aggregation;
         let file = &mut open.file;
-        let combined = slot::combine(points, step, method, &mut open.slot, |slot| {
-            file.finest_point(slot).ok().flatten()
-        });
+        let combined = match how {
+            Combine::PerSlot => slot::combine(points, step, method, &mut open.slot, |slot| {
+                file.finest_point(slot).ok().flatten()
+            }),
+            Combine::LastWins => points.to_vec(),
+        };
         match open.file.update_many(&combined, now) {
             Ok(()) => {
                 self.stats

@@ -1,0 +1,102 @@
+//! Carbon's receivers, so whatever feeds carbon-cache feeds sluice: the
+//! line protocol over TCP and UDP (`line`) and the pickle protocol over TCP
+//! (`pickle`). Received points go into the store's cache
+//! (`store::cache`), which the writer threads drain into the files, with
+//! carbon's last-wins rule; names go through the store's path rules there.
+//! Bad input is counted, logged at most once a second, and skipped; a
+//! connection never ends because of it.
+
+pub mod line;
+pub mod pickle;
+
+use std::sync::Arc;
+
+use crate::store::cache::ReceivedCache;
+use crate::telemetry::{unix_now_rounded, Counter, LogLimit, Telemetry};
+
+/// What every receiver shares.
+pub struct ReceiveContext {
+    /// Where points go.
+    pub cache: Arc<ReceivedCache>,
+    /// The agent's counters.
+    pub telemetry: Arc<Telemetry>,
+    /// Longest line kept (carbon: 16 KiB).
+    pub max_line_length: usize,
+    /// Largest pickle frame accepted (carbon: 1 MiB).
+    pub max_frame_bytes: usize,
+}
+
+/// One connection's or socket's tally and log limiter.
+pub(crate) struct Intake<'a> {
+    ctx: &'a ReceiveContext,
+    log: LogLimit,
+    now: i64,
+}
+
+impl<'a> Intake<'a> {
+    pub(crate) fn new(ctx: &'a ReceiveContext) -> Intake<'a> {
+        Intake {
+            ctx,
+            log: LogLimit::per_second(),
+            now: unix_now_rounded(),
+        }
+    }
+
+    /// Refreshes `now` (for `-1` timestamps) once per read.
+    pub(crate) fn tick(&mut self) {
+        self.now = unix_now_rounded();
+    }
+
+    /// One received line.
+    pub(crate) fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            return;
+        }
+        match crate::protocol::carbon::parse_received(line, self.now) {
+            Ok(Some(p)) => self.point(p.name, p.timestamp, p.value),
+            Ok(None) => {
+                self.ctx.telemetry.add(Counter::CarbonNanDropped, 1);
+            }
+            Err(why) => {
+                let total = self.ctx.telemetry.add(Counter::CarbonBadLines, 1);
+                if let Some(suppressed) = self.log.ready() {
+                    let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+                    tracing::warn!(line = %shown.escape_debug(), reason = %why, bad_lines_total = total,
+                        suppressed, "carbon line skipped");
+                }
+            }
+        }
+    }
+
+    /// One received point.
+    pub(crate) fn point(&mut self, name: &str, timestamp: i64, value: f64) {
+        if self.ctx.cache.insert(name, timestamp, value) {
+            self.ctx.telemetry.add(Counter::CarbonPointsReceived, 1);
+        } else {
+            let total = self.ctx.telemetry.add(Counter::CarbonPointsDropped, 1);
+            if let Some(suppressed) = self.log.ready() {
+                tracing::warn!(
+                    dropped_total = total,
+                    suppressed,
+                    cache_points = self.ctx.cache.len(),
+                    "carbon cache full (listen.carbon_cache_points); point dropped"
+                );
+            }
+        }
+    }
+
+    /// A line over the length limit.
+    pub(crate) fn too_long(&mut self, bytes: usize) {
+        let total = self.ctx.telemetry.add(Counter::CarbonBadLines, 1);
+        if let Some(suppressed) = self.log.ready() {
+            tracing::warn!(
+                bytes,
+                limit = self.ctx.max_line_length,
+                bad_lines_total = total,
+                suppressed,
+                "carbon line too long; skipped"
+            );
+        }
+    }
+}
