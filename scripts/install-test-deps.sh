@@ -16,11 +16,16 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
-# graphite-web 1.1.8, the read API's oracle (run with Debian's python3;
-# without recommends, so no web server comes along).
-if [ ! -f /usr/lib/python3/dist-packages/graphite/render/views.py ]; then
+# graphite-web 1.1.8 (the read API's oracle, run with Debian's python3),
+# collectd (write_graphite) and carbon-c-relay (senders for the carbon
+# receivers); without recommends, so no web server or daemon comes along.
+need_plain=()
+[ -f /usr/lib/python3/dist-packages/graphite/render/views.py ] || need_plain+=(graphite-web)
+[ -x /usr/sbin/collectd ] || need_plain+=(collectd-core)
+[ -x /usr/bin/carbon-c-relay ] || need_plain+=(carbon-c-relay)
+if [ "${#need_plain[@]}" -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphite-web
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_plain[@]}"
 fi
 /usr/bin/python3 -c 'import django, graphite.render.functions' || { echo "graphite-web is missing" >&2; exit 1; }
 

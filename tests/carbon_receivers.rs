@@ -326,3 +326,158 @@ fn the_same_lines_give_the_same_files_as_carbon_cache() {
     assert!(carbon.points("same.nan").is_empty() && points(&r.store, "same.nan").is_empty());
     assert!(r.sluice.terminate().success());
 }
+
+/// A TCP proxy on loopback that records every line passing to `to`.
+fn recording_proxy(to: SocketAddr) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let Ok(mut upstream) = TcpStream::connect(to) else {
+                    return;
+                };
+                let mut client = client;
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = std::io::Read::read(&mut client, &mut buf) {
+                    if n == 0 || upstream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if let Ok(mut r) = record.lock() {
+                        r.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Every (name, timestamp, value) line recorded that has a newline.
+fn recorded_points(text: &str) -> Vec<(String, i64, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (name, value, ts) = (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+            Some((name.to_string(), ts, value))
+        })
+        .collect()
+}
+
+fn all_points_stored(store: &Path, sent: &[(String, i64, f64)]) -> Result<(), String> {
+    for (name, ts, value) in sent {
+        let got = points(store, name);
+        match got.iter().find(|(t, _)| t == ts) {
+            Some((_, v)) if (v - value).abs() <= 1e-9 * value.abs().max(1.0) => {}
+            other => return Err(format!("{name} at {ts}: sent {value}, stored {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn collectd_write_graphite_into_the_line_receiver() {
+    let r = start();
+    let (proxy, seen) = recording_proxy(r.line);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let conf = dir.path().join("collectd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Hostname \"sluicetest\"\nFQDNLookup false\nInterval 1\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
+             PluginDir \"/usr/lib/collectd\"\nTypesDB \"/usr/share/collectd/types.db\"\n\
+             LoadPlugin load\nLoadPlugin memory\nLoadPlugin write_graphite\n\
+             <Plugin write_graphite>\n  <Node \"sluice\">\n    Host \"127.0.0.1\"\n    Port \"{}\"\n    Protocol \"tcp\"\n\
+             Prefix \"collectd.\"\n    StoreRates true\n    AlwaysAppendDS false\n    EscapeCharacter \"_\"\n  </Node>\n</Plugin>\n",
+            proxy.port()
+        ),
+    )
+    .unwrap();
+    assert!(
+        Path::new("/usr/sbin/collectd").exists(),
+        "collectd is not installed: run scripts/install-test-deps.sh"
+    );
+    let mut collectd = Command::new("/usr/sbin/collectd")
+        .args(["-f", "-C", conf.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("collectd");
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = collectd.kill();
+    let _ = collectd.wait();
+    let sent = recorded_points(&seen.lock().unwrap().clone());
+    assert!(sent.len() >= 6, "collectd sent {} points", sent.len());
+    assert!(
+        sent.iter()
+            .any(|(n, _, _)| n.starts_with("collectd.sluicetest.load.")),
+        "{sent:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(why) = all_points_stored(&r.store, &sent) {
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(r.sluice.terminate().success());
+}
+
+#[test]
+fn carbon_c_relay_forwards_into_the_line_receiver() {
+    let r = start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let conf = dir.path().join("relay.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen type linemode 127.0.0.1:{port} proto tcp;\ncluster sluice forward {}:{} proto tcp;\nmatch * send to sluice stop;\n",
+            r.line.ip(),
+            r.line.port()
+        ),
+    )
+    .unwrap();
+    assert!(
+        Path::new("/usr/bin/carbon-c-relay").exists(),
+        "carbon-c-relay is not installed: run scripts/install-test-deps.sh"
+    );
+    let mut relay = Command::new("/usr/bin/carbon-c-relay")
+        .args([
+            "-f",
+            conf.to_str().unwrap(),
+            "-l",
+            dir.path().join("relay.log").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("carbon-c-relay");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "carbon-c-relay did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let t = now() - 40;
+    let mut sent = Vec::new();
+    for i in 0..60 {
+        let (name, ts, value) = (format!("crelay.m{}", i % 6), t + i / 6, i as f64 * 1.25);
+        s.write_all(format!("{name} {value} {ts}\n").as_bytes())
+            .unwrap();
+        sent.push((name, ts, value));
+    }
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(why) = all_points_stored(&r.store, &sent) {
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
+    assert!(r.sluice.terminate().success());
+}
