@@ -27,7 +27,7 @@ if [ "${#need_plain[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_plain[@]}"
 fi
-/usr/bin/python3 -c 'import django, graphite.render.functions' || { echo "graphite-web is missing" >&2; exit 1; }
+/usr/bin/python3 -c 'import django, graphite' || { echo "graphite-web is missing" >&2; exit 1; }
 
 if [ ! -f "$deps/node_modules/statsd/stats.js" ] || \
    ! grep -q '"version": "0.9.0"' "$deps/node_modules/statsd/package.json"; then
