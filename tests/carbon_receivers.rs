@@ -481,3 +481,56 @@ fn carbon_c_relay_forwards_into_the_line_receiver() {
     let _ = relay.wait();
     assert!(r.sluice.terminate().success());
 }
+
+#[test]
+fn received_points_are_relayed_to_carbon_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    let config = common::store_config(
+        dir.path(),
+        &store,
+        "1s:1h",
+        "[carbon]\nrelay_received = true\n",
+    );
+    let mut capture = common::CarbonCapture::start();
+    let carbon = capture.addr.to_string();
+    let sluice = Sluice::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--line-receiver",
+        "127.0.0.1:0",
+        "--carbon",
+        &carbon,
+        "--flush-interval",
+        "1h",
+    ]);
+    let line = sluice.logged_addr("carbon-line").unwrap();
+    let t = now() - 20;
+    send_batch(
+        line,
+        format!("relay.a 1.5 {t}\nrelay.b 2 {}\nrelay.a 3 {}\n", t, t + 1).as_bytes(),
+    );
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 3 {
+        assert!(Instant::now() < deadline, "relayed: {seen:?}");
+        seen.extend(
+            capture
+                .drain_lines(Duration::from_millis(200))
+                .into_iter()
+                .filter(|l| l.starts_with("relay.")),
+        );
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            format!("relay.a 1.5 {t}"),
+            format!("relay.a 3 {}", t + 1),
+            format!("relay.b 2 {t}")
+        ]
+    );
+    // And stored too.
+    wait_for(&store, "relay.a", &[(t, 1.5), (t + 1, 3.0)]);
+    assert!(sluice.terminate().success());
+}

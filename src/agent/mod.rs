@@ -15,7 +15,7 @@ mod sinks;
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 pub use bind::BoundSockets;
@@ -28,7 +28,7 @@ use crate::graphite::{ReadApi, ReadLimits};
 use crate::http::{self, HttpContext, HttpSettings};
 use crate::ingest::tcp::TcpLimits;
 use crate::ingest::{tcp, udp, IngestContext};
-use crate::receive::{self, ReceiveContext};
+use crate::receive::{self, ReceiveContext, Relay};
 use crate::shutdown::{Listeners, ShutdownTrigger};
 use crate::sink::SinkHandle;
 use crate::store::Shared;
@@ -59,6 +59,7 @@ impl Reloads {
 /// The parts of a running agent that reloads touch.
 struct Running {
     config: Config,
+    relay: Relay,
     store: Shared,
     graphite: Arc<GraphiteStats>,
     telemetry: Arc<Telemetry>,
@@ -104,10 +105,10 @@ pub async fn run(
                 tracing::info!(metrics = n, elapsed = ?started.elapsed(), "store index scanned");
             })?;
     }
+    let built = build_sinks(&config, &store, &graphite, &telemetry, &runtime)?;
+    let relay: Relay = Arc::new(RwLock::new(built.relay));
     let mut sinks = extra_sinks;
-    sinks.extend(build_sinks(
-        &config, &store, &graphite, &telemetry, &runtime,
-    )?);
+    sinks.extend(built.sinks);
     for sink in &sinks {
         tracing::info!(sink = %sink.name, "sink started");
     }
@@ -150,6 +151,7 @@ pub async fn run(
         telemetry: telemetry.clone(),
         max_line_length: config.listen.carbon_max_line_length,
         max_frame_bytes: config.listen.carbon_pickle_max_frame,
+        relay: relay.clone(),
     });
     for (addr, tcp, udp) in sockets.carbon_line {
         tracing::info!(protocol = "carbon-line", %addr, "listening");
@@ -232,6 +234,7 @@ pub async fn run(
 
     let mut running = Running {
         config,
+        relay: relay.clone(),
         store,
         graphite,
         telemetry,
@@ -254,6 +257,10 @@ pub async fn run(
     tracing::info!("shutting down: draining sockets");
     trigger.trigger();
     listeners.drained().await;
+    // The relay's queue handle would keep the carbon sink open.
+    if let Ok(mut r) = relay.write() {
+        *r = None;
+    }
     tracing::info!("final flush");
     let grace = grace(&running.config);
     for sink in running.flush.finish().await {
@@ -292,7 +299,11 @@ impl Running {
                 &self.telemetry,
                 runtime,
             ) {
-                Ok(sinks) => {
+                Ok(built) => {
+                    let sinks = built.sinks;
+                    if let Ok(mut r) = self.relay.write() {
+                        *r = built.relay;
+                    }
                     if let Ok(mut m) = self.monitors.lock() {
                         *m = sinks.iter().map(SinkHandle::monitor).collect();
                     }

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::sink::carbon::CarbonForwarder;
 use crate::sink::console::ConsoleSink;
 use crate::sink::whisper::WhisperSink;
-use crate::sink::{SinkHandle, SinkMonitor};
+use crate::sink::{SinkHandle, SinkMonitor, Submitter};
 use crate::store::schema::Schemas;
 use crate::store::writer::{open_file_budget, prepare_root, StoreSettings};
 use crate::store::Shared;
@@ -22,6 +22,13 @@ use crate::telemetry::{
 /// Sinks watched by the self-metrics; replaced on reload.
 pub(crate) type SharedMonitors = Arc<Mutex<Vec<SinkMonitor>>>;
 
+/// The sinks a configuration asks for, and the carbon forwarder's queue
+/// when received points are relayed.
+pub(crate) struct Built {
+    pub sinks: Vec<SinkHandle>,
+    pub relay: Option<Submitter>,
+}
+
 /// Starts the sinks `config` asks for on `runtime`.
 pub(crate) fn build_sinks(
     config: &Config,
@@ -29,8 +36,9 @@ pub(crate) fn build_sinks(
     graphite: &Arc<GraphiteStats>,
     telemetry: &Arc<Telemetry>,
     runtime: &tokio::runtime::Handle,
-) -> anyhow::Result<Vec<SinkHandle>> {
+) -> anyhow::Result<Built> {
     let mut sinks = Vec::new();
+    let mut relay = None;
     if config.whisper.enabled {
         let w = &config.whisper;
         let schemas = Schemas::load(w.schemas.as_deref(), w.aggregation.as_deref())?;
@@ -79,12 +87,16 @@ pub(crate) fn build_sinks(
             config.shutdown_timeout,
             graphite.clone(),
         );
-        sinks.push(SinkHandle::spawn(forwarder, runtime));
+        let handle = SinkHandle::spawn(forwarder, runtime);
+        if config.carbon.relay_received {
+            relay = Some(handle.submitter());
+        }
+        sinks.push(handle);
     }
     if config.console {
         sinks.push(SinkHandle::spawn(ConsoleSink, runtime));
     }
-    Ok(sinks)
+    Ok(Built { sinks, relay })
 }
 
 /// The agent's gauges, read on every flush, admin `stats` and `/metrics`:

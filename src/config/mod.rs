@@ -194,6 +194,8 @@ pub struct CarbonConfig {
     pub connect_timeout: Duration,
     /// Longest pause between reconnects.
     pub max_backoff: Duration,
+    /// Points received over carbon's protocols are forwarded too.
+    pub relay_received: bool,
 }
 
 /// How points are spread over several destinations.
@@ -607,6 +609,7 @@ impl Config {
                 c.max_backoff.as_ref(),
                 DEFAULT_CARBON_MAX_BACKOFF,
             )?,
+            relay_received: c.relay_received.unwrap_or(false),
         };
 
         let w = &raw.whisper;

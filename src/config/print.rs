@@ -99,6 +99,7 @@ impl Config {
                 resend_bytes: int(c.resend_bytes),
                 connect_timeout: text(c.connect_timeout),
                 max_backoff: text(c.max_backoff),
+                relay_received: Some(c.relay_received),
             },
             whisper: RawWhisper {
                 enabled: Some(w.enabled),

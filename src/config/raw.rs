@@ -102,6 +102,7 @@ pub struct RawCarbon {
     pub resend_bytes: Option<i64>,
     pub connect_timeout: Option<RawDuration>,
     pub max_backoff: Option<RawDuration>,
+    pub relay_received: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone)]

@@ -54,6 +54,7 @@ async fn connection(mut stream: TcpStream, ctx: Arc<ReceiveContext>, mut shutdow
             Ok(n) => {
                 intake.tick();
                 framer.feed(&chunk[..n], &mut intake);
+                intake.relay_now();
             }
         }
     }
@@ -141,6 +142,7 @@ pub fn receive_udp(socket: UdpSocket, ctx: Arc<ReceiveContext>, shutdown: Shutdo
                         intake.line(line);
                     }
                 }
+                intake.relay_now();
             }
             Err(e)
                 if matches!(

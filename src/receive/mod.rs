@@ -9,8 +9,11 @@
 pub mod line;
 pub mod pickle;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
+use crate::point::PointBatch;
+use crate::sink::Submitter;
 use crate::store::cache::ReceivedCache;
 use crate::telemetry::{unix_now_rounded, Counter, LogLimit, Telemetry};
 
@@ -24,13 +27,28 @@ pub struct ReceiveContext {
     pub max_line_length: usize,
     /// Largest pickle frame accepted (carbon: 1 MiB).
     pub max_frame_bytes: usize,
+    /// Where received points are relayed (carbon.relay_received); set and
+    /// cleared by the agent as sinks come and go.
+    pub relay: Relay,
 }
+
+/// The carbon forwarder's queue, when received points are relayed.
+pub type Relay = Arc<RwLock<Option<Submitter>>>;
 
 /// One connection's or socket's tally and log limiter.
 pub(crate) struct Intake<'a> {
     ctx: &'a ReceiveContext,
     log: LogLimit,
     now: i64,
+    /// Points of this read to relay, by timestamp.
+    relayed: BTreeMap<i64, PointBatch>,
+    relaying: bool,
+}
+
+impl Drop for Intake<'_> {
+    fn drop(&mut self) {
+        self.relay_now();
+    }
 }
 
 impl<'a> Intake<'a> {
@@ -39,12 +57,33 @@ impl<'a> Intake<'a> {
             ctx,
             log: LogLimit::per_second(),
             now: unix_now_rounded(),
+            relayed: BTreeMap::new(),
+            relaying: false,
         }
     }
 
-    /// Refreshes `now` (for `-1` timestamps) once per read.
+    /// Starts a read: refreshes `now` (for `-1` timestamps), and relays
+    /// what the last read received.
     pub(crate) fn tick(&mut self) {
+        self.relay_now();
         self.now = unix_now_rounded();
+        self.relaying = self.ctx.relay.read().map(|r| r.is_some()).unwrap_or(false);
+    }
+
+    /// Hands the points received so far to the carbon forwarder, one batch
+    /// per timestamp (a batch carries one).
+    pub(crate) fn relay_now(&mut self) {
+        if self.relayed.is_empty() {
+            return;
+        }
+        let batches = std::mem::take(&mut self.relayed);
+        if let Ok(relay) = self.ctx.relay.read() {
+            if let Some(submitter) = relay.as_ref() {
+                for (_, batch) in batches {
+                    submitter.submit(Arc::new(batch));
+                }
+            }
+        }
     }
 
     /// One received line.
@@ -71,6 +110,12 @@ impl<'a> Intake<'a> {
 
     /// One received point.
     pub(crate) fn point(&mut self, name: &str, timestamp: i64, value: f64) {
+        if self.relaying {
+            self.relayed
+                .entry(timestamp)
+                .or_insert_with(|| PointBatch::new(timestamp))
+                .push(name, value);
+        }
         if self.ctx.cache.insert(name, timestamp, value) {
             self.ctx.telemetry.add(Counter::CarbonPointsReceived, 1);
         } else {

@@ -86,6 +86,7 @@ async fn connection(mut stream: TcpStream, ctx: Arc<ReceiveContext>, mut shutdow
                     };
                     intake.point(&name, ts, value);
                 }
+                intake.relay_now();
             }
             Err(e) => {
                 let total = ctx.telemetry.add(Counter::CarbonPickleFramesRefused, 1);

@@ -54,6 +54,25 @@ pub struct SinkHandle {
     hook: Option<Arc<dyn SubmitHook>>,
 }
 
+/// Hands batches to a sink from outside the flush thread (the carbon
+/// receivers relaying what they received); never blocks.
+#[derive(Clone)]
+pub struct Submitter {
+    name: String,
+    sender: mpsc::Sender<Arc<PointBatch>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Submitter {
+    /// Queues `batch`; a full queue drops it (counted with the sink's).
+    pub fn submit(&self, batch: Arc<PointBatch>) {
+        if self.sender.try_send(batch).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(sink = %self.name, dropped_batches = n, "sink queue full; relayed points dropped");
+        }
+    }
+}
+
 /// Watches a sink's queue from elsewhere (admin, self-metrics).
 #[derive(Clone)]
 pub struct SinkMonitor {
@@ -101,6 +120,15 @@ impl SinkHandle {
             task,
             dropped: Arc::new(AtomicU64::new(0)),
             hook,
+        }
+    }
+
+    /// A handle for submitting from elsewhere (it keeps the queue open).
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            name: self.name.clone(),
+            sender: self.sender.clone(),
+            dropped: self.dropped.clone(),
         }
     }
 
