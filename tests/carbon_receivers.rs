@@ -534,3 +534,102 @@ fn received_points_are_relayed_to_carbon_when_asked() {
     wait_for(&store, "relay.a", &[(t, 1.5), (t + 1, 3.0)]);
     assert!(sluice.terminate().success());
 }
+
+const PY_SAME_PICKLES: &str = r#"
+import pickle, struct, sys
+t = int(sys.argv[1])
+out = sys.stdout.buffer
+def frame(data): out.write(struct.pack("!I", len(data)) + data)
+frame(pickle.dumps([("samep.a", (t, 1.5)), ("samep.a", (t + 1, 2)), ("samep.b", (float(t) + 0.5, 3))], protocol=2))
+frame(pickle.dumps([("samep.s", (str(t), "4.25")), ("samep.tag;z=1;a=2", (t, 5))], protocol=0))
+frame(pickle.dumps([("samep.nan", (t, float("nan"))), ("samep.c", (t, 6))], protocol=4))
+"#;
+
+#[test]
+fn the_same_pickles_give_the_same_files_as_carbon_cache() {
+    let r = start();
+    let carbon_dir = tempfile::tempdir().unwrap();
+    let carbon = CarbonCache::start(carbon_dir.path());
+    let t = now() - 100;
+    let frames = Command::new("/usr/bin/python3")
+        .args(["-c", PY_SAME_PICKLES, &t.to_string()])
+        .output()
+        .unwrap()
+        .stdout;
+    for to in [
+        r.pickle,
+        SocketAddr::from(([127, 0, 0, 1], carbon.pickle_port)),
+    ] {
+        let mut s = TcpStream::connect(to).unwrap();
+        s.write_all(&frames).unwrap();
+    }
+    for name in [
+        "samep.a",
+        "samep.b",
+        "samep.s",
+        "samep.tag;a=2;z=1",
+        "samep.c",
+    ] {
+        carbon.wait_until(name, Duration::from_secs(20), |c| {
+            !c.points(name).is_empty()
+        });
+        wait_for(&r.store, name, &carbon.points(name));
+    }
+    assert!(carbon.points("samep.nan").is_empty() && points(&r.store, "samep.nan").is_empty());
+    assert!(r.sluice.terminate().success());
+}
+
+#[test]
+fn random_bytes_on_both_receivers_lose_no_good_point() {
+    let r = start();
+    let t = now() - 60;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    // Lines: noise between good lines, each good line on its own line.
+    let mut lines = Vec::new();
+    for i in 0..20 {
+        lines.extend_from_slice(&noise(3000));
+        lines.extend_from_slice(format!("\nnoisy.line.m{i} {i} {t}\n").as_bytes());
+    }
+    send_batch(r.line, &lines);
+    // Pickle: garbage frames with small lengths between good frames; a good
+    // frame after each (a huge declared length would swallow what follows,
+    // in carbon and here alike, so those go on connections of their own).
+    let good = |i: i64| {
+        Command::new("/usr/bin/python3")
+            .args(["-c", "import pickle,struct,sys; d=pickle.dumps([(sys.argv[1],(int(sys.argv[2]),float(sys.argv[3])))],protocol=2); sys.stdout.buffer.write(struct.pack('!I',len(d))+d)", &format!("noisy.pickle.m{i}"), &t.to_string(), &i.to_string()])
+            .output()
+            .unwrap()
+            .stdout
+    };
+    let mut frames = Vec::new();
+    for i in 0..10 {
+        let junk = noise(500);
+        frames.extend_from_slice(&(junk.len() as u32).to_be_bytes());
+        frames.extend_from_slice(&junk);
+        frames.extend_from_slice(&good(i));
+    }
+    let mut s = TcpStream::connect(r.pickle).unwrap();
+    s.write_all(&frames).unwrap();
+    drop(s);
+    let mut huge = TcpStream::connect(r.pickle).unwrap();
+    huge.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    huge.write_all(&noise(10_000)).unwrap();
+    drop(huge);
+    for i in 0..20 {
+        wait_for(&r.store, &format!("noisy.line.m{i}"), &[(t, i as f64)]);
+    }
+    for i in 0..10 {
+        wait_for(&r.store, &format!("noisy.pickle.m{i}"), &[(t, i as f64)]);
+    }
+    assert!(r.sluice.terminate().success(), "the agent died");
+}
