@@ -25,6 +25,8 @@ use crate::telemetry::{
 
 /// Longest command line accepted.
 const MAX_LINE: usize = 64 * 1024;
+/// Admin connections served at once; more are told so and closed.
+pub const MAX_CONNECTIONS: usize = 16;
 
 /// What the admin interface reads.
 pub struct AdminContext {
@@ -42,6 +44,8 @@ pub struct AdminContext {
     pub healthy: Arc<AtomicBool>,
     /// The agent's gauges, for `stats`.
     pub readings: Readings,
+    /// Held while a command runs: one dump or delete at a time.
+    pub heavy: std::sync::Mutex<()>,
 }
 
 /// A reply, and whether to close the connection after it.
@@ -138,7 +142,15 @@ fn stats(ctx: &AdminContext) -> String {
 fn delete(ctx: &AdminContext, kind: Kind, patterns: &[&str]) -> String {
     let mut out = String::new();
     for pattern in patterns {
-        let deleted = ctx.aggregator.delete(kind, &|key| glob_match(pattern, key));
+        let Some(glob) = Glob::new(pattern) else {
+            let _ = writeln!(
+                out,
+                "ERROR pattern too complex: {} characters",
+                pattern.len()
+            );
+            continue;
+        };
+        let deleted = ctx.aggregator.delete(kind, &|key| glob.matches(key));
         if deleted.is_empty() {
             let _ = writeln!(out, "metric {pattern} not found");
         }
@@ -150,32 +162,42 @@ fn delete(ctx: &AdminContext, kind: Kind, patterns: &[&str]) -> String {
     out
 }
 
-/// `*` matches any run of characters (dots included), `?` one character;
-/// everything else matches itself. So Etsy's `a.*` works as before.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+/// A delete pattern: `*` matches any run of characters (dots included),
+/// `?` one character, everything else itself, so Etsy's `a.*` works as
+/// before. Compiled once to a regular expression, which matches in time
+/// linear in the key, whatever the pattern (a 32,000-character glob held
+/// the shard locks for 10 s with the backtracking matcher).
+pub struct Glob(regex::Regex);
+
+impl Glob {
+    /// Compiles `pattern`; None when it is too big to compile.
+    pub fn new(pattern: &str) -> Option<Glob> {
+        let mut re = String::with_capacity(pattern.len() * 2 + 8);
+        re.push_str("^(?s:");
+        for c in pattern.chars() {
+            match c {
+                '*' => re.push_str(".*"),
+                '?' => re.push('.'),
+                c => re.push_str(&regex::escape(c.encode_utf8(&mut [0u8; 4]))),
+            }
         }
+        re.push_str(")$");
+        regex::RegexBuilder::new(&re)
+            .size_limit(64 << 20)
+            .build()
+            .ok()
+            .map(Glob)
     }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
+
+    /// Whether `key` matches.
+    pub fn matches(&self, key: &str) -> bool {
+        self.0.is_match(key)
     }
-    pi == p.len()
+}
+
+/// `pattern` matches `text` (see [`Glob`]).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    Glob::new(pattern).is_some_and(|g| g.matches(text))
 }
 
 /// Node's `util.inspect` shape for the dumps: `{ key: value, 'a.b': [ 1, 2 ] }`,
@@ -234,10 +256,22 @@ fn inspect_key_string(s: &str) -> String {
 
 /// Serves the admin interface until `shutdown`.
 pub async fn serve(listener: TcpListener, ctx: Arc<AdminContext>, shutdown: Shutdown) {
-    accept_loop("admin", &listener, shutdown.clone(), |stream, _| {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refusals = crate::telemetry::LogLimit::per_second();
+    accept_loop("admin", &listener, shutdown.clone(), |mut stream, peer| {
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if let Some(suppressed) = refusals.ready() {
+                tracing::warn!(%peer, limit = MAX_CONNECTIONS, suppressed, "admin connection refused: too many open");
+            }
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"ERROR too many admin connections\n").await;
+            });
+            return;
+        };
         let ctx = ctx.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let (read, mut write) = stream.into_split();
             let mut reader = BufReader::new(read);
             let mut buf = Vec::new();
@@ -253,8 +287,25 @@ pub async fn serve(listener: TcpListener, ctx: Arc<AdminContext>, shutdown: Shut
                     Ok(_) if buf.len() > MAX_LINE => break,
                     Ok(_) => {}
                 }
-                let line = String::from_utf8_lossy(&buf);
-                let reply = respond(&ctx, line.trim());
+                let line = String::from_utf8_lossy(&buf).trim().to_string();
+                // Dumps and deletes walk every shard: off the runtime's
+                // workers, and one at a time, so neither the flush nor the
+                // other listeners wait on an admin client, and memory holds
+                // one dump at most.
+                let worker = ctx.clone();
+                let heavy = matches!(
+                    line.split_whitespace().next().unwrap_or(""),
+                    "counters" | "timers" | "gauges" | "sets" | "delcounters" | "deltimers" | "delgauges" | "delsets"
+                );
+                let reply = match tokio::task::spawn_blocking(move || {
+                    let _one = heavy.then(|| worker.heavy.lock());
+                    respond(&worker, &line)
+                })
+                .await
+                {
+                    Ok(reply) => reply,
+                    Err(_) => break,
+                };
                 if write.write_all(reply.text.as_bytes()).await.is_err() || reply.close {
                     break;
                 }

@@ -263,3 +263,90 @@ fn http_health_and_prometheus_metrics() {
     assert!(http_get(http, "/nope").starts_with("HTTP/1.1 404"));
     assert!(sluice.terminate().success());
 }
+
+/// Flush arrival gaps at the capture while `during` runs.
+fn flush_gaps_during(
+    capture: &mut common::CarbonCapture,
+    during: impl FnOnce() + Send + 'static,
+) -> Vec<Duration> {
+    let worker = std::thread::spawn(during);
+    let mut gaps = Vec::new();
+    let mut last = Instant::now();
+    while !worker.is_finished() {
+        capture.next_flush(Duration::from_secs(30));
+        gaps.push(last.elapsed());
+        last = Instant::now();
+    }
+    worker.join().unwrap();
+    gaps
+}
+
+fn many_counters(sluice: &Sluice, n: usize) {
+    let lines: Vec<String> = (0..n).map(|i| format!("load.c{i:06}:1|c")).collect();
+    let datagrams: Vec<Vec<u8>> = lines
+        .chunks(200)
+        .map(|c| c.join("\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+    send_udp(sluice.udp, &refs);
+}
+
+// Regression: eight parallel `counters` dumps ran on the async runtime and
+// stalled carbon delivery; a 32,000-character glob held the shard locks
+// for seconds, so the next flush carried several intervals as one.
+#[test]
+fn admin_dumps_and_huge_globs_never_delay_a_flush() {
+    let mut capture = common::CarbonCapture::start();
+    let sluice = common::start_flushing_to(&capture, &["--admin", "127.0.0.1:0"]);
+    let admin = sluice.admin.unwrap();
+    many_counters(&sluice, 30_000);
+    capture.next_flush(Duration::from_secs(10));
+    let gaps = flush_gaps_during(&mut capture, move || {
+        let dumps: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut s = connect(admin);
+                    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                    ask(&mut s, "counters\n", "END\n\n").len()
+                })
+            })
+            .collect();
+        for d in dumps {
+            assert!(d.join().unwrap() > 30_000);
+        }
+        let glob = "*a".repeat(16_000);
+        let started = Instant::now();
+        let mut s = connect(admin);
+        let reply = ask(&mut s, &format!("delcounters {glob}\n"), "END\n\n");
+        assert!(reply.contains("not found"), "{reply}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the glob took {:?}",
+            started.elapsed()
+        );
+    });
+    assert!(gaps.len() >= 2, "no flush during the dumps: {gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g < Duration::from_millis(2500)),
+        "a flush was delayed: {gaps:?}"
+    );
+    assert!(sluice.terminate().success());
+}
+
+#[test]
+fn admin_connections_are_limited() {
+    let sluice = start();
+    let admin = sluice.admin.unwrap();
+    let held: Vec<TcpStream> = (0..sluice::admin::MAX_CONNECTIONS)
+        .map(|_| connect(admin))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = connect(admin);
+    let reply = ask(&mut extra, "health\n", "\n");
+    assert!(reply.contains("too many admin connections"), "{reply}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = connect(admin);
+    assert_eq!(ask(&mut again, "health\n", "\n"), "health: up\n");
+    assert!(sluice.terminate().success());
+}

@@ -183,6 +183,7 @@ pub async fn run(
             started,
             healthy: healthy.clone(),
             readings: readings.clone(),
+            heavy: std::sync::Mutex::new(()),
         });
         let listener = tokio::net::TcpListener::from_std(listener)?;
         listeners.spawn("admin", admin::serve(listener, ctx, stop.clone()));
