@@ -32,6 +32,8 @@ fn free_port() -> u16 {
 
 const POINTS_PER_METRIC: i64 = 5;
 
+/// `metrics` x POINTS_PER_METRIC lines with timestamps from `base`, 10 s
+/// apart; values m + k, so every point can be checked.
 fn payload(metrics: usize, base: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(metrics * 60 * POINTS_PER_METRIC as usize);
     for k in 0..POINTS_PER_METRIC {
@@ -100,7 +102,11 @@ fn time_until_stored(
             return false;
         };
         let now = base + 60;
-        match f.fetch(base - 10, Some(now), now) {
+        match f.fetch(
+            base - 10,
+            Some(now),
+            now.max(sluice::telemetry::unix_now_f64() as i64),
+        ) {
             Ok(Some(d)) => {
                 let known: Vec<f64> = d.values.iter().flatten().copied().collect();
                 (0..POINTS_PER_METRIC).all(|k| known.contains(&((m as i64 + k) as f64)))
@@ -125,8 +131,7 @@ fn time_until_stored(
 
 fn end_to_end(metrics: usize) {
     let points = metrics as i64 * POINTS_PER_METRIC;
-    let base = sluice::telemetry::unix_now_f64() as i64 - 120;
-    let data = payload(metrics, base);
+    let base = sluice::telemetry::unix_now_f64() as i64 - 300;
     let limit = Duration::from_secs(300);
 
     let dir = tempfile::tempdir().unwrap();
@@ -160,28 +165,56 @@ fn end_to_end(metrics: usize) {
         assert!(Instant::now() < deadline, "sluice did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let started = Instant::now();
-    send(addr, &data);
-    let ours = time_until_stored(&store, metrics, base, started, limit);
+    // Round 1 creates the files; round 2, into existing files, is the
+    // sustained rate.
+    let first = time_round(addr, &store, metrics, base, limit);
+    let data2_base = base + 60;
+    let sustained = time_round(addr, &store, metrics, data2_base, limit);
 
     let carbon_dir = tempfile::tempdir().unwrap();
     let carbon = carbon_cache::CarbonCache::start(carbon_dir.path());
-    let started = Instant::now();
-    send(SocketAddr::from(([127, 0, 0, 1], carbon.line_port)), &data);
-    let theirs = time_until_stored(&carbon.whisper_dir(), metrics, base, started, limit);
+    let carbon_addr = SocketAddr::from(([127, 0, 0, 1], carbon.line_port));
+    let carbon_first = time_round(carbon_addr, &carbon.whisper_dir(), metrics, base, limit);
+    let carbon_sustained = time_round(
+        carbon_addr,
+        &carbon.whisper_dir(),
+        metrics,
+        data2_base,
+        limit,
+    );
     let rate = |t: Option<f64>| {
-        t.map(|t| format!("{:>10.0} points/s ({t:.2} s)", points as f64 / t))
+        t.map(|t| format!("{:>9.0} points/s ({t:.2} s)", points as f64 / t))
             .unwrap_or_else(|| "not complete in 300 s".into())
     };
+    let ratio = |o: Option<f64>, t: Option<f64>| match (o, t) {
+        (Some(o), Some(t)) => format!("{:.1}x", t / o),
+        _ => "n/a".into(),
+    };
     println!(
-        "carbon_receive end to end, {metrics} metrics x {POINTS_PER_METRIC} points, every point checked in the files: sluice {} | carbon-cache {} | ratio {}",
-        rate(ours),
-        rate(theirs),
-        match (ours, theirs) {
-            (Some(o), Some(t)) => format!("{:.1}x", t / o),
-            _ => "n/a".into(),
-        }
+        "carbon_receive {metrics} metrics x {POINTS_PER_METRIC} points, every point checked in the files:\n  \
+         creating files: sluice {} | carbon-cache {} | {}\n  \
+         existing files (sustained): sluice {} | carbon-cache {} | {}",
+        rate(first),
+        rate(carbon_first),
+        ratio(first, carbon_first),
+        rate(sustained),
+        rate(carbon_sustained),
+        ratio(sustained, carbon_sustained)
     );
+}
+
+/// Sends one round and times it until every point is in the files.
+fn time_round(
+    to: SocketAddr,
+    root: &std::path::Path,
+    metrics: usize,
+    base: i64,
+    limit: Duration,
+) -> Option<f64> {
+    let data = payload(metrics, base);
+    let started = Instant::now();
+    send(to, &data);
+    time_until_stored(root, metrics, base, started, limit)
 }
 
 fn main() {
