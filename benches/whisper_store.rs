@@ -49,6 +49,8 @@ fn run(files: usize, rounds: usize, max_open: usize) {
         index: Arc::default(),
         pending: Arc::default(),
         cache: Arc::default(),
+        queue_points: 10_000_000,
+        queued_points: Arc::default(),
     };
     let stats = Arc::new(Telemetry::default());
     let schemas = Arc::new(Schemas::load(None, None).expect("built-in schemas"));

@@ -205,6 +205,7 @@ gauges! {
     SERIES: "sluice.series.{}", "sluice_series", Some("type"), Gauge, "Live series per type.";
     HOST_UDP_IN_ERRORS: "sluice.host_udp_in_errors", "sluice_host_udp_in_errors_total", None, Counter, "Host UDP InErrors since boot (/proc/net/snmp).";
     HOST_UDP_RCVBUF_ERRORS: "sluice.host_udp_rcvbuf_errors", "sluice_host_udp_rcvbuf_errors_total", None, Counter, "Host UDP RcvbufErrors since boot (/proc/net/snmp).";
+    WHISPER_QUEUE_POINTS: "sluice.whisper_queue_points", "sluice_whisper_queue_points", None, Gauge, "Points queued for the whisper writer threads.";
     CARBON_CACHE_POINTS: "sluice.carbon_cache_points", "sluice_carbon_cache_points", None, Gauge, "Received carbon points not yet written.";
     SINK_QUEUE_DEPTH: "sluice.sinks.{}.queue_depth", "sluice_sink_queue_depth", Some("sink"), Gauge, "Flushes waiting in each sink's queue.";
     SINK_DROPPED_FLUSHES: "sluice.sinks.{}.dropped_flushes", "sluice_sink_dropped_flushes_total", Some("sink"), Counter, "Flushes dropped because a sink's queue was full.";

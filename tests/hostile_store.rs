@@ -225,3 +225,56 @@ fn one_second_flushes_into_the_shipped_ten_second_schema_lose_nothing() {
         "{fetched:?}"
     );
 }
+
+// Regression: after `rm` of a live file, the cached handle kept writing
+// into the deleted inode (its space never released, the metric gone for
+// good); carbon-cache reopens per write and recreates it.
+#[test]
+fn a_deleted_file_is_recreated_and_its_handle_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    let (sluice, mut capture) = start_on(&config_for(dir.path(), &store));
+    let file = store.join("stats_counts/gone/soon.wsp");
+    send_udp(sluice.udp, &[b"gone.soon:1|c"]);
+    capture.flush_with("stats_counts.gone.soon", Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !file.exists() {
+        assert!(std::time::Instant::now() < deadline, "never created");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&file).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted file never came back"
+        );
+        send_udp(sluice.udp, &[b"gone.soon:2|c"]);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sluice.terminate().success());
+    assert!(sum_of(&file) >= 2.0, "the new file holds the new points");
+}
+
+// Regression: a name whose full path exceeds the file system's limit
+// (ENAMETOOLONG) was a write error; it is a refused name.
+#[test]
+fn a_path_too_long_for_the_file_system_is_a_refused_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    let (sluice, mut capture) = start_on(&config_for(dir.path(), &store));
+    let long: Vec<String> = (0..20).map(|i| format!("{i}{}", "x".repeat(240))).collect();
+    let line = format!("{}:1|c\nshort.ok:1|c", long.join("."));
+    send_udp(sluice.udp, &[line.as_bytes()]);
+    let rejected = "stats_counts.statsd.whisper_names_rejected";
+    let flush = capture.flush_with(rejected, Duration::from_secs(10));
+    assert!(flush.value(rejected) >= 1.0, "{}", flush.dump());
+    assert!(
+        flush.get("stats_counts.statsd.whisper_errors").is_none(),
+        "{}",
+        flush.dump()
+    );
+    assert!(sluice.terminate().success());
+    assert_eq!(sum_of(&store.join("stats_counts/short/ok.wsp")), 1.0);
+}

@@ -73,6 +73,8 @@ pub(crate) fn build_sinks(
             root,
             writers: w.writers,
             queue_flushes: w.queue_flushes,
+            queue_points: w.queue_points,
+            queued_points: store.queued_points.clone(),
             max_open_files: open_file_budget(w.max_open_files(), w.max_open_files.is_some()),
             index: store.index.clone(),
             pending: store.pending.clone(),
@@ -109,11 +111,20 @@ pub(crate) fn readings(
     store: Shared,
 ) -> Readings {
     Arc::new(move || {
-        let mut out = vec![Reading {
-            def: &telemetry::CARBON_CACHE_POINTS,
-            label: None,
-            value: store.cache.len() as f64,
-        }];
+        let mut out = vec![
+            Reading {
+                def: &telemetry::WHISPER_QUEUE_POINTS,
+                label: None,
+                value: store
+                    .queued_points
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            },
+            Reading {
+                def: &telemetry::CARBON_CACHE_POINTS,
+                label: None,
+                value: store.cache.len() as f64,
+            },
+        ];
         let [c, t, g, s] = aggregator.series();
         for (kind, n) in [("counters", c), ("timers", t), ("gauges", g), ("sets", s)] {
             out.push(Reading {

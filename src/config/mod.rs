@@ -324,6 +324,8 @@ pub struct WhisperConfig {
     pub writers: usize,
     /// Flushes queued per writer.
     pub queue_flushes: usize,
+    /// Points queued for the writers before new flushes are dropped.
+    pub queue_points: usize,
     /// Open files kept; `None`: as many as the descriptor limit allows,
     /// up to [`DEFAULT_MAX_OPEN_FILES`].
     pub max_open_files: Option<usize>,
@@ -625,6 +627,13 @@ impl Config {
                 DEFAULT_WHISPER_QUEUE_FLUSHES,
                 1,
                 10_000,
+            )?,
+            queue_points: in_range(
+                "whisper.queue_points",
+                w.queue_points,
+                10_000_000,
+                1000,
+                1 << 34,
             )?,
             max_open_files: w
                 .max_open_files

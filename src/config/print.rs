@@ -108,6 +108,7 @@ impl Config {
                 aggregation: w.aggregation.as_ref().map(|p| p.display().to_string()),
                 writers: int(w.writers),
                 queue_flushes: int(w.queue_flushes),
+                queue_points: int(w.queue_points),
                 max_open_files: w.max_open_files.and_then(int),
             },
             console: RawConsole {

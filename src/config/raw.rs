@@ -114,6 +114,7 @@ pub struct RawWhisper {
     pub aggregation: Option<String>,
     pub writers: Option<i64>,
     pub queue_flushes: Option<i64>,
+    pub queue_points: Option<i64>,
     pub max_open_files: Option<i64>,
 }
 

@@ -510,6 +510,23 @@ impl WhisperFile {
         })
     }
 
+    /// True when the file this handle holds is no longer the one at
+    /// `path`: deleted (no links left) or replaced by another inode. Its
+    /// space is only released once the handle is dropped.
+    pub fn is_stale(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(held) = self.file.metadata() else {
+            return true;
+        };
+        if held.nlink() == 0 {
+            return true;
+        }
+        match std::fs::metadata(path) {
+            Ok(at_path) => at_path.ino() != held.ino() || at_path.dev() != held.dev(),
+            Err(_) => true,
+        }
+    }
+
     /// The file's size in bytes.
     pub fn file_size(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())

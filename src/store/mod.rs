@@ -26,4 +26,6 @@ pub struct Shared {
     pub pending: Arc<pending::Pending>,
     /// Points received over carbon's protocols, not yet written.
     pub cache: Arc<cache::ReceivedCache>,
+    /// Points queued for the writer threads.
+    pub queued_points: Arc<std::sync::atomic::AtomicUsize>,
 }

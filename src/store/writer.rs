@@ -10,9 +10,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::cache::{shard_of, ReceivedCache};
 use super::format::{WhisperError, WhisperFile};
@@ -41,6 +42,10 @@ pub struct StoreSettings {
     pub pending: Arc<Pending>,
     /// Points received over carbon's protocols.
     pub cache: Arc<ReceivedCache>,
+    /// Points queued for the writers before new flushes are dropped.
+    pub queue_points: usize,
+    /// Points queued now (shared with the self-metrics).
+    pub queued_points: Arc<AtomicUsize>,
 }
 
 /// The store's writer threads: each owns a hash share of the metrics, a
@@ -50,6 +55,13 @@ pub struct WriterPool {
     threads: Vec<std::thread::JoinHandle<()>>,
     stats: Arc<Telemetry>,
     pending: Arc<Pending>,
+    queued_points: Arc<AtomicUsize>,
+    max_queued_points: usize,
+}
+
+/// A writer's share of a batch, in points.
+fn share_of(batch: &PointBatch, writers: usize) -> usize {
+    batch.len() / writers.max(1)
 }
 
 impl WriterPool {
@@ -58,6 +70,7 @@ impl WriterPool {
         let schemas = Arc::new(schemas);
         let writers = settings.writers.max(1);
         let router = super::cache::router();
+        let queued_points = settings.queued_points.clone();
         let mut queues = Vec::new();
         let mut threads = Vec::new();
         for index in 0..writers {
@@ -84,6 +97,8 @@ impl WriterPool {
             threads,
             stats,
             pending: settings.pending.clone(),
+            queued_points,
+            max_queued_points: settings.queue_points.max(1),
         }
     }
 
@@ -91,22 +106,33 @@ impl WriterPool {
     /// queue is full loses its share of it (counted and logged).
     pub fn submit(&self, batch: &Arc<PointBatch>) {
         let writers = self.queues.len().max(1);
+        // Each writer's share of the batch is about len / writers points.
+        let share = share_of(batch, writers);
         for queue in &self.queues {
-            match queue.try_send(batch.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            let queued = self.queued_points.load(Ordering::Relaxed);
+            let room = queued + share <= self.max_queued_points;
+            match room.then(|| queue.try_send(batch.clone())) {
+                Some(Ok(())) => {
+                    self.queued_points.fetch_add(share, Ordering::Relaxed);
+                }
+                Some(Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_))) | None => {
                     self.pending.written(batch);
-                    // This writer's share of the batch is lost; the share
-                    // is roughly len / writers.
-                    let lost = (batch.len() / writers).max(1) as u64;
+                    let lost = share.max(1) as u64;
                     let total = self.stats.add(Counter::WhisperPointsDropped, lost);
                     tracing::warn!(
                         dropped_total = total,
-                        "whisper writer queue full; flush dropped"
+                        queued_points = queued,
+                        limit = self.max_queued_points,
+                        "whisper writer queue full (whisper.queue_points / queue_flushes); flush dropped"
                     );
                 }
             }
         }
+    }
+
+    /// Points waiting in the writers' queues.
+    pub fn queued_points(&self) -> usize {
+        self.queued_points.load(Ordering::Relaxed)
     }
 
     /// Lets the writers finish what is queued and waits for them (blocking).
@@ -136,7 +162,14 @@ const CACHE_DRAIN: Duration = Duration::from_millis(100);
 struct OpenFile {
     file: WhisperFile,
     slot: Option<slot::SlotState>,
+    path: PathBuf,
+    /// When the handle was last checked against the path.
+    checked: Instant,
 }
+
+/// How often a cached handle is checked against its path, so `rm` and
+/// `mv` on a live store act as under carbon-cache (which reopens per write).
+const REVALIDATE: Duration = Duration::from_secs(5);
 
 /// One writer's state: its share of the metrics and its open files.
 /// Public so benches can drive the real write path without threads.
@@ -148,6 +181,7 @@ pub struct Writer {
     names: Arc<NameIndex>,
     pending: Arc<Pending>,
     cache: Arc<ReceivedCache>,
+    queued_points: Arc<AtomicUsize>,
     schemas: Arc<Schemas>,
     stats: Arc<Telemetry>,
     files: HashMap<String, OpenFile>,
@@ -175,6 +209,7 @@ impl Writer {
             names: settings.index.clone(),
             pending: settings.pending.clone(),
             cache: settings.cache.clone(),
+            queued_points: settings.queued_points.clone(),
             schemas,
             stats,
             files: HashMap::new(),
@@ -196,6 +231,12 @@ impl Writer {
                     self.write(&pending);
                     for batch in &pending {
                         self.pending.written(batch);
+                        let share = share_of(batch, self.writers);
+                        let _ = self.queued_points.fetch_update(
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                            |q| Some(q.saturating_sub(share)),
+                        );
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -255,14 +296,33 @@ impl Writer {
     }
 
     fn write_file(&mut self, name: &str, points: &[(i64, f64)], now: i64, how: Combine) {
+        // A handle to a file deleted or replaced since it was opened would
+        // write where nobody reads (and keep the space of a deleted file).
+        let stale = self.files.get_mut(name).is_some_and(|open| {
+            if open.checked.elapsed() < REVALIDATE {
+                return false;
+            }
+            open.checked = Instant::now();
+            open.file.is_stale(&open.path)
+        });
+        if stale {
+            self.files.remove(name);
+        }
         if !self.files.contains_key(name) {
             match self.open_or_create(name) {
-                Ok(Some(file)) => {
+                Ok(Some((file, path))) => {
                     if self.files.len() >= self.max_open {
                         self.evict();
                     }
-                    self.files
-                        .insert(name.to_string(), OpenFile { file, slot: None });
+                    self.files.insert(
+                        name.to_string(),
+                        OpenFile {
+                            file,
+                            slot: None,
+                            path,
+                            checked: Instant::now(),
+                        },
+                    );
                 }
                 Ok(None) => return,
                 Err(e) => {
@@ -305,22 +365,25 @@ impl Writer {
     }
 
     /// `Ok(None)` when the name is refused (counted).
-    fn open_or_create(&mut self, name: &str) -> Result<Option<WhisperFile>, WhisperError> {
+    fn open_or_create(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(WhisperFile, PathBuf)>, WhisperError> {
         let relative = match metric_path(name) {
             Ok(p) => p,
             Err(why) => {
-                let n = self.stats.add(Counter::WhisperNamesRejected, 1);
-                if let Some(suppressed) = self.names_log.ready() {
-                    tracing::warn!(metric = %name.escape_debug(), reason = %why, rejected_total = n,
-                        suppressed, "metric name refused by the whisper store");
-                }
+                self.refuse_name(name, &why);
                 return Ok(None);
             }
         };
         let path = self.root.join(relative);
         match WhisperFile::open(&path) {
-            Ok(f) => return Ok(Some(f)),
+            Ok(f) => return Ok(Some((f, path))),
             Err(WhisperError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(WhisperError::Io(e)) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                self.refuse_name(name, &"the path is longer than the file system allows");
+                return Ok(None);
+            }
             Err(WhisperError::Corrupt(why)) => {
                 if !WhisperFile::is_interrupted_creation(&path).unwrap_or(false) {
                     return Err(WhisperError::Corrupt(why));
@@ -332,7 +395,13 @@ impl Writer {
             Err(e) => return Err(e),
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+                    self.refuse_name(name, &"the path is longer than the file system allows");
+                    return Ok(None);
+                }
+                return Err(e.into());
+            }
         }
         let spec = self.schemas.spec_for(name);
         match WhisperFile::create(&path, &spec.archives, spec.x_files_factor, spec.method) {
@@ -341,11 +410,23 @@ impl Writer {
                 if !name.contains(';') {
                     self.names.insert(name);
                 }
-                Ok(Some(f))
+                Ok(Some((f, path)))
             }
             // Created meanwhile by someone else: use theirs.
-            Err(WhisperError::Exists(_)) => WhisperFile::open(&path).map(Some),
+            Err(WhisperError::Exists(_)) => WhisperFile::open(&path).map(|f| Some((f, path))),
+            Err(WhisperError::Io(e)) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                self.refuse_name(name, &"the path is longer than the file system allows");
+                Ok(None)
+            }
             Err(e) => Err(e),
+        }
+    }
+
+    fn refuse_name(&mut self, name: &str, why: &dyn std::fmt::Display) {
+        let n = self.stats.add(Counter::WhisperNamesRejected, 1);
+        if let Some(suppressed) = self.names_log.ready() {
+            tracing::warn!(metric = %name.escape_debug(), reason = %why, rejected_total = n,
+                suppressed, "metric name refused by the whisper store");
         }
     }
 
