@@ -416,3 +416,61 @@ fn a_second_agent_on_a_held_port_refuses_to_start() {
     );
     assert!(first.terminate().success());
 }
+
+// Regression: 300 slowloris connections (a byte a second) kept their slots
+// for ever, and each refusal past the limit wrote a WARN line.
+#[test]
+fn slowloris_connections_lose_their_slots_and_refusals_log_once_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_file(
+        dir.path(),
+        "sluice.toml",
+        "[listen]\ntcp_max_connections = 4\ntcp_idle_timeout = \"1s\"\n[whisper]\nenabled = false\n",
+    );
+    let capture = common::CarbonCapture::start();
+    let carbon = capture.addr.to_string();
+    let mut capture = capture;
+    let sluice = Sluice::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--flush-interval",
+        "1s",
+        "--carbon",
+        &carbon,
+    ]);
+    // Four trickling clients take every slot.
+    let trickle: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(sluice.tcp).unwrap())
+        .collect();
+    let trickler = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut streams = trickle;
+        while started.elapsed() < Duration::from_secs(4) {
+            for s in &mut streams {
+                let _ = std::io::Write::write_all(s, b"x");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // Past the limit: refused, counted, logged once a second at most.
+    for _ in 0..200 {
+        let _ = std::net::TcpStream::connect(sluice.tcp);
+    }
+    // Once the tricklers time out, a normal client gets through.
+    std::thread::sleep(Duration::from_millis(2000));
+    send_tcp(sluice.tcp, &[b"after.slowloris:5|c\n"]);
+    let flush = capture.flush_with("stats_counts.after.slowloris", Duration::from_secs(10));
+    assert_eq!(flush.value("stats_counts.after.slowloris"), 5.0);
+    trickler.join().unwrap();
+    let refusal_lines = sluice
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("TCP connection refused"))
+        .count();
+    assert!(sluice.terminate().success());
+    assert!(
+        (1..=6).contains(&refusal_lines),
+        "{refusal_lines} refusal log lines"
+    );
+}

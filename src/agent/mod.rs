@@ -137,6 +137,7 @@ pub async fn run(
     let limits = TcpLimits {
         max_line_length: config.listen.tcp_max_line_length,
         max_connections: config.listen.tcp_max_connections,
+        idle_timeout: config.listen.tcp_idle_timeout,
     };
     for (addr, listener) in sockets.tcp {
         tracing::info!(protocol = "tcp", %addr, "listening");

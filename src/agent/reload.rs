@@ -53,8 +53,9 @@ pub(crate) fn plan(running: &Config, mut new: Config) -> ReloadPlan {
             was.tcp_max_line_length != now.tcp_max_line_length,
         ),
         (
-            "listen.tcp_max_connections",
-            was.tcp_max_connections != now.tcp_max_connections,
+            "listen.tcp_max_connections / tcp_idle_timeout",
+            was.tcp_max_connections != now.tcp_max_connections
+                || was.tcp_idle_timeout != now.tcp_idle_timeout,
         ),
         ("listen.shards", was.shards != now.shards),
     ];

@@ -100,6 +100,8 @@ pub struct Listen {
     pub tcp_max_line_length: usize,
     /// TCP connections served at once.
     pub tcp_max_connections: usize,
+    /// A TCP connection that completes no line for this long is closed.
+    pub tcp_idle_timeout: Duration,
     /// Aggregator shards.
     pub shards: usize,
     /// Carbon line receivers (TCP and UDP on each address).
@@ -442,6 +444,11 @@ impl Config {
                 DEFAULT_TCP_MAX_CONNECTIONS,
                 1,
                 1 << 20,
+            )?,
+            tcp_idle_timeout: duration(
+                "listen.tcp_idle_timeout",
+                l.tcp_idle_timeout.as_ref(),
+                Duration::from_secs(300),
             )?,
             shards: in_range("listen.shards", l.shards, DEFAULT_SHARDS, 1, 4096)?,
             carbon_line: match &l.carbon_line {

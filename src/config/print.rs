@@ -34,6 +34,7 @@ impl Config {
                 udp_receive_buffer: int(l.udp_receive_buffer),
                 tcp_max_line_length: int(l.tcp_max_line_length),
                 tcp_max_connections: int(l.tcp_max_connections),
+                tcp_idle_timeout: text(l.tcp_idle_timeout),
                 shards: int(l.shards),
                 carbon_line: Some(l.carbon_line.iter().map(|a| a.to_string()).collect()),
                 carbon_pickle: Some(l.carbon_pickle.iter().map(|a| a.to_string()).collect()),

@@ -45,6 +45,7 @@ pub struct RawListen {
     pub udp_receive_buffer: Option<i64>,
     pub tcp_max_line_length: Option<i64>,
     pub tcp_max_connections: Option<i64>,
+    pub tcp_idle_timeout: Option<RawDuration>,
     pub shards: Option<i64>,
     pub carbon_line: Option<Vec<String>>,
     pub carbon_pickle: Option<Vec<String>>,

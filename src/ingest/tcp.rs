@@ -25,6 +25,9 @@ pub struct TcpLimits {
     pub max_line_length: usize,
     /// Connections served at once (listen.tcp_max_connections).
     pub max_connections: usize,
+    /// A connection that completes no line for this long is closed
+    /// (listen.tcp_idle_timeout).
+    pub idle_timeout: std::time::Duration,
 }
 
 /// Accepts connections until `shutdown`, then waits for every connection
@@ -53,9 +56,9 @@ pub async fn serve(
         };
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
-        let max_line = limits.max_line_length;
+        let (max_line, idle) = (limits.max_line_length, limits.idle_timeout);
         connections.spawn(async move {
-            handle(stream, &ctx, max_line, shutdown).await;
+            handle(stream, &ctx, max_line, idle, shutdown).await;
             drop(permit);
         });
     })
@@ -69,14 +72,22 @@ async fn handle(
     mut stream: TcpStream,
     ctx: &IngestContext,
     max_line: usize,
+    idle: std::time::Duration,
     mut shutdown: Shutdown,
 ) {
     let mut framer = Framer::new(max_line);
     let mut parser = PacketParser::default();
     let mut chunk = vec![0u8; READ_SIZE];
+    // A connection must complete a line every `idle`, or it goes: a client
+    // trickling a byte a second (slowloris) holds no slot for ever.
+    let mut deadline = tokio::time::Instant::now() + idle;
     loop {
         let read = tokio::select! {
             read = stream.read(&mut chunk) => read,
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::debug!(?idle, "TCP connection closed: no complete line within listen.tcp_idle_timeout");
+                break;
+            }
             _ = shutdown.wait() => {
                 // Take what the socket already holds, then stop.
                 loop {
@@ -90,7 +101,12 @@ async fn handle(
         };
         match read {
             Ok(0) => break,
-            Ok(n) => framer.feed(&chunk[..n], ctx, &mut parser),
+            Ok(n) => {
+                if memchr::memchr(b'\n', &chunk[..n]).is_some() {
+                    deadline = tokio::time::Instant::now() + idle;
+                }
+                framer.feed(&chunk[..n], ctx, &mut parser)
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "TCP read failed");
                 break;
