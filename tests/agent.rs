@@ -474,3 +474,43 @@ fn slowloris_connections_lose_their_slots_and_refusals_log_once_a_second() {
         "{refusal_lines} refusal log lines"
     );
 }
+
+/// CPU ticks (user + system) of process `pid`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+// Regression: out of descriptors, the accept loops retried at once and the
+// agent burnt 75 % of a core doing nothing.
+#[test]
+fn out_of_descriptors_the_accept_loops_back_off() {
+    let sluice = Sluice::start_limited(&["--no-whisper", "--admin", "127.0.0.1:0"], &[], Some(64));
+    let admin = sluice.admin.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..150 {
+        if let Ok(s) = std::net::TcpStream::connect(sluice.tcp) {
+            held.push(s);
+        }
+    }
+    for _ in 0..30 {
+        if let Ok(s) = std::net::TcpStream::connect(admin) {
+            held.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = sluice.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    // 200 ticks would be a whole core for 2 s; spinning used ~150.
+    assert!(used < 40, "{used} ticks in 2 s while out of descriptors");
+    assert!(
+        sluice.log_text().contains("accept failed; pausing"),
+        "the exhaustion is logged"
+    );
+    drop(held);
+    assert!(sluice.terminate().success());
+}

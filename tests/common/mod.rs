@@ -172,7 +172,30 @@ impl Sluice {
 
     /// As `start`, with extra environment variables.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Sluice {
+        Self::start_limited(extra, env, None)
+    }
+
+    /// As `start_with_env`, with the descriptor limit set to `nofile`.
+    pub fn start_limited(extra: &[&str], env: &[(&str, &str)], nofile: Option<u64>) -> Sluice {
         let mut cmd = Command::new(binary());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the
+            // child between fork and exec; the struct lives on its stack.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         cmd.envs(env.iter().copied());
         cmd.args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"]);
         if !extra.contains(&"--admin") {
