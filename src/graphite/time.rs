@@ -33,7 +33,8 @@ pub fn parse_time(text: &str, now: i64) -> Result<i64, String> {
         None => (s.as_str(), ""),
     };
     let base = parse_reference(reference, now)?;
-    Ok(base + parse_offset(offset)?)
+    base.checked_add(parse_offset(offset)?)
+        .ok_or_else(|| format!("Invalid time: {text}"))
 }
 
 /// An offset such as `-1h`, `+30s` or `-2h30min`, in seconds; "" is 0.
@@ -195,7 +196,8 @@ fn yyyymmdd(s: &str) -> Option<i64> {
 
 /// Midnight UTC of a civil date, in Unix seconds.
 fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    // Years far outside any whisper file would overflow the arithmetic.
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(0..=100_000).contains(&y) {
         return None;
     }
     let y = if m <= 2 { y - 1 } else { y };
@@ -287,5 +289,13 @@ mod tests {
         assert!(parse_time("-6h+10s", NOW).is_err());
         // Found by the property test: a multi-byte character after "0:".
         assert!(parse_time("0:\u{e84}x", NOW).is_err());
+    }
+
+    /// Found by fuzzing (time_grammar): a 12-digit year in `M/D/Y`
+    /// overflowed the day arithmetic.
+    #[test]
+    fn regression_fuzz_huge_year_overflow() {
+        assert!(parse_time("4/4/5__00124432011", NOW).is_err());
+        assert!(parse_time("now+9223372036854775807s", NOW).is_err());
     }
 }

@@ -1,0 +1,53 @@
+//! A read-API request (query string or form body) through the endpoints
+//! the HTTP router dispatches to, over a small real store.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use sluice::graphite::{Params, ReadApi, ReadLimits};
+use sluice::store::format::{Aggregation, WhisperFile};
+use sluice::store::Shared;
+
+fn api() -> &'static ReadApi {
+    static API: OnceLock<ReadApi> = OnceLock::new();
+    API.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("sluice-fuzz-store-{}", std::process::id()));
+        let store = Shared::default();
+        for name in ["a.b", "a.c", "x.y.z"] {
+            let path = root.join(name.replace('.', "/") + ".wsp");
+            let _ = std::fs::create_dir_all(path.parent().unwrap_or(&root));
+            if let Ok(mut f) =
+                WhisperFile::create(&path, &[(10, 360), (60, 1440)], 0.0, Aggregation::Average)
+            {
+                let _ = f.update_many(
+                    &[(1_700_000_000 - 10, 1.0), (1_700_000_000 - 20, 2.0)],
+                    1_700_000_000,
+                );
+            }
+            store.index.insert(name);
+        }
+        ReadApi {
+            root,
+            store,
+            limits: ReadLimits {
+                max_series: 100,
+                max_points: 100_000,
+                max_target_length: 4096,
+                max_targets: 20,
+                max_find: 1000,
+            },
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let params = Params(form_urlencoded::parse(data).into_owned().collect());
+    let api = api();
+    let _ = api.render(&params, 1_700_000_000);
+    let _ = api.find(&params, 1_700_000_000);
+    let _ = api.expand_names(&params);
+    if let Some(name) = params.get("name") {
+        let _ = api.functions(Some(name));
+    }
+});
