@@ -278,3 +278,40 @@ fn a_path_too_long_for_the_file_system_is_a_refused_name() {
     assert!(sluice.terminate().success());
     assert_eq!(sum_of(&store.join("stats_counts/short/ok.wsp")), 1.0);
 }
+
+// Regression: the writer queues were bounded in flushes only, so a flush
+// of many new keys weighed one and RSS grew while the depth read 0.
+#[test]
+fn writer_queues_are_bounded_in_points_and_report_their_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("whisper");
+    let config = common::store_config(
+        dir.path(),
+        &store,
+        "1s:1h",
+        "writers = 1\nqueue_points = 1000\n",
+    );
+    let (sluice, mut capture) = start_on(config.to_str().unwrap());
+    let lines: Vec<String> = (0..20_000).map(|i| format!("flood.k{i:05}:1|c")).collect();
+    let datagrams: Vec<Vec<u8>> = lines
+        .chunks(250)
+        .map(|c| c.join("\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+    // Several flushes of 20 000 points each against a 1 000-point bound.
+    for _ in 0..3 {
+        send_udp(sluice.udp, &refs);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let dropped = "stats_counts.statsd.whisper_points_dropped";
+    let flush = capture.flush_with(dropped, Duration::from_secs(15));
+    assert!(flush.value(dropped) > 0.0, "{}", flush.dump());
+    assert!(
+        flush
+            .get("stats.statsd.sluice.whisper_queue_points")
+            .is_some(),
+        "the queue depth is reported: {}",
+        flush.dump()
+    );
+    assert!(sluice.terminate().success());
+}

@@ -130,3 +130,80 @@ fn a_broken_file_keeps_the_running_config() {
     );
     assert!(sluice.terminate().success());
 }
+
+// Regression: SIGHUP with an emptied config file was taken as "all
+// defaults": carbon forwarding silently off and the store turned on at
+// ./data/whisper.
+#[test]
+fn an_empty_file_on_sighup_is_refused_and_the_running_config_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sluice, mut capture) =
+        start_captured(dir.path(), "[flush]\npercent_thresholds = [90]\n", &[]);
+    common::send_udp(sluice.udp, &[b"empty.before:1|c"]);
+    capture.flush_with("stats_counts.empty.before", WAIT);
+    write_file(
+        dir.path(),
+        "sluice.toml",
+        "# truncated by a botched deploy\n",
+    );
+    hup(&sluice);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !sluice.log_text().contains("reload refused") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            sluice.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        sluice.log_text().contains("empty file is refused"),
+        "{}",
+        sluice.log_text()
+    );
+    // Still forwarding to carbon.
+    common::send_udp(sluice.udp, &[b"empty.after:2|c"]);
+    let flush = capture.flush_with("stats_counts.empty.after", WAIT);
+    assert_eq!(counted(&flush, "stats_counts.empty.after"), 2.0);
+    assert!(sluice.terminate().success());
+}
+
+#[test]
+fn a_reload_that_turns_carbon_off_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut capture = common::CarbonCapture::start();
+    let with_carbon = format!("[carbon]\ndestinations = [\"{}\"]\n", capture.addr);
+    let config = write_file(dir.path(), "sluice.toml", &with_carbon);
+    let sluice = Sluice::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--no-whisper",
+        "--flush-interval",
+        "1s",
+    ]);
+    capture.next_flush(WAIT);
+    write_file(
+        dir.path(),
+        "sluice.toml",
+        "[flush]\npercent_thresholds = [90]\n",
+    );
+    hup(&sluice);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !sluice
+        .log_text()
+        .contains("carbon forwarding is turned off")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            sluice.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let warned = sluice
+        .log_text()
+        .lines()
+        .any(|l| l.contains("WARN") && l.contains("carbon forwarding is turned off"));
+    assert!(warned, "at warn level: {}", sluice.log_text());
+    assert!(sluice.terminate().success());
+}
