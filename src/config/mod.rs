@@ -405,6 +405,30 @@ pub const DEFAULT_CARBON_MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub const DEFAULT_WHISPER_WRITERS: usize = 2;
 /// Flushes queued per whisper writer.
 pub const DEFAULT_WHISPER_QUEUE_FLUSHES: usize = 16;
+/// A StatsD TCP connection that completes no line for this long goes.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Carbon receivers: carbon's own line limit...
+pub const DEFAULT_CARBON_MAX_LINE_LENGTH: usize = 16_384;
+/// ... its pickle frame limit (PICKLE_RECEIVER_MAX_LENGTH) ...
+pub const DEFAULT_CARBON_PICKLE_MAX_FRAME: usize = 1 << 20;
+/// ... and the received points held before the writers take them.
+pub const DEFAULT_CARBON_CACHE_POINTS: usize = 10_000_000;
+/// Points queued for the whisper writers.
+pub const DEFAULT_WHISPER_QUEUE_POINTS: usize = 10_000_000;
+/// Largest HTTP request body.
+pub const DEFAULT_HTTP_MAX_BODY_BYTES: usize = 1 << 20;
+/// Renders evaluated at once.
+pub const DEFAULT_HTTP_MAX_CONCURRENT_RENDERS: usize = 8;
+/// Series one render may fetch.
+pub const DEFAULT_HTTP_MAX_SERIES: usize = 10_000;
+/// Points one render may fetch.
+pub const DEFAULT_HTTP_MAX_POINTS: usize = 10_000_000;
+/// Targets per render.
+pub const DEFAULT_HTTP_MAX_TARGETS: usize = 100;
+/// Characters per target.
+pub const DEFAULT_HTTP_MAX_TARGET_LENGTH: usize = 16_384;
+/// Names one find may return.
+pub const DEFAULT_HTTP_MAX_FIND: usize = 100_000;
 /// How long sinks get to deliver at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -448,7 +472,7 @@ impl Config {
             tcp_idle_timeout: duration(
                 "listen.tcp_idle_timeout",
                 l.tcp_idle_timeout.as_ref(),
-                Duration::from_secs(300),
+                DEFAULT_TCP_IDLE_TIMEOUT,
             )?,
             shards: in_range("listen.shards", l.shards, DEFAULT_SHARDS, 1, 4096)?,
             carbon_line: match &l.carbon_line {
@@ -468,21 +492,21 @@ impl Config {
             carbon_max_line_length: in_range(
                 "listen.carbon_max_line_length",
                 l.carbon_max_line_length,
-                16_384,
+                DEFAULT_CARBON_MAX_LINE_LENGTH,
                 64,
                 16 << 20,
             )?,
             carbon_pickle_max_frame: in_range(
                 "listen.carbon_pickle_max_frame",
                 l.carbon_pickle_max_frame,
-                1 << 20,
+                DEFAULT_CARBON_PICKLE_MAX_FRAME,
                 1024,
                 1 << 30,
             )?,
             carbon_cache_points: in_range(
                 "listen.carbon_cache_points",
                 l.carbon_cache_points,
-                10_000_000,
+                DEFAULT_CARBON_CACHE_POINTS,
                 1,
                 1 << 32,
             )?,
@@ -638,7 +662,7 @@ impl Config {
             queue_points: in_range(
                 "whisper.queue_points",
                 w.queue_points,
-                10_000_000,
+                DEFAULT_WHISPER_QUEUE_POINTS,
                 1000,
                 1 << 34,
             )?,
@@ -665,28 +689,52 @@ impl Config {
             max_body_bytes: in_range(
                 "http.max_body_bytes",
                 h.max_body_bytes,
-                1 << 20,
+                DEFAULT_HTTP_MAX_BODY_BYTES,
                 1024,
                 1 << 30,
             )?,
             max_concurrent_renders: in_range(
                 "http.max_concurrent_renders",
                 h.max_concurrent_renders,
-                8,
+                DEFAULT_HTTP_MAX_CONCURRENT_RENDERS,
                 1,
                 1024,
             )?,
-            max_series: in_range("http.max_series", h.max_series, 10_000, 1, 10_000_000)?,
-            max_points: in_range("http.max_points", h.max_points, 10_000_000, 1, 1 << 32)?,
-            max_targets: in_range("http.max_targets", h.max_targets, 100, 1, 10_000)?,
+            max_series: in_range(
+                "http.max_series",
+                h.max_series,
+                DEFAULT_HTTP_MAX_SERIES,
+                1,
+                10_000_000,
+            )?,
+            max_points: in_range(
+                "http.max_points",
+                h.max_points,
+                DEFAULT_HTTP_MAX_POINTS,
+                1,
+                1 << 32,
+            )?,
+            max_targets: in_range(
+                "http.max_targets",
+                h.max_targets,
+                DEFAULT_HTTP_MAX_TARGETS,
+                1,
+                10_000,
+            )?,
             max_target_length: in_range(
                 "http.max_target_length",
                 h.max_target_length,
-                16_384,
+                DEFAULT_HTTP_MAX_TARGET_LENGTH,
                 16,
                 1 << 20,
             )?,
-            max_find: in_range("http.max_find", h.max_find, 100_000, 1, 10_000_000)?,
+            max_find: in_range(
+                "http.max_find",
+                h.max_find,
+                DEFAULT_HTTP_MAX_FIND,
+                1,
+                10_000_000,
+            )?,
         };
         let shutdown_timeout = duration(
             "shutdown.timeout",
