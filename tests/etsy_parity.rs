@@ -76,7 +76,29 @@ impl Drop for Etsy {
     }
 }
 
+/// Starts Etsy's statsd and waits until its TCP server accepts; free
+/// ports are only free when asked, so a start that lost one to a test
+/// running beside is retried with others.
 fn start_etsy(group: &Group, carbon: SocketAddr) -> Etsy {
+    for _ in 0..5 {
+        let mut etsy = start_etsy_once(group, carbon);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if std::net::TcpStream::connect(etsy.tcp).is_ok() {
+                return etsy;
+            }
+            if etsy.child.try_wait().ok().flatten().is_some()
+                || std::time::Instant::now() > deadline
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("Etsy's statsd did not start (node, .test-deps/node_modules/statsd)");
+}
+
+fn start_etsy_once(group: &Group, carbon: SocketAddr) -> Etsy {
     let stats_js = etsy_stats_js();
     let dir = tempfile::tempdir().unwrap();
     let (udp_port, tcp_port, mgmt_port) = (free_port(), free_port(), free_port());
