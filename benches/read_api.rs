@@ -17,6 +17,14 @@ pub mod http;
 mod common {
     pub use crate::graphite_web;
     pub use crate::http;
+
+    /// A free loopback port (the bench runs alone).
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    }
 }
 
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! python3 and Django's development server) on 127.0.0.1, reading a
 //! whisper directory of the test's: the oracle for the read API.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,10 +50,7 @@ impl GraphiteWeb {
         let conf = base.path().join("conf");
         std::fs::create_dir_all(&conf).unwrap();
         std::fs::write(conf.join("sluice_oracle_settings.py"), SETTINGS).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = crate::common::free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let python = "/usr/bin/python3";
         assert!(

@@ -380,12 +380,29 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// A loopback port that was free a moment ago (for peers that cannot bind
 /// port 0 and report it).
+/// A port free on 127.0.0.1 for both UDP and TCP, for peers that need a
+/// port number before they start (carbon-cache, Etsy, collectd...). It is
+/// taken below Linux's ephemeral range (32768-60999), which is where every
+/// `bind(port 0)` of the tests running beside gets its port, so those can
+/// never take it between this call and the peer's bind.
 pub fn free_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let port = s.local_addr().expect("addr").port();
-    let t = TcpListener::bind(("127.0.0.1", port));
-    drop(t);
-    port
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 12_000) as u16;
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// A sluice config file in `dir` writing the whisper store at `store`
