@@ -8,28 +8,14 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
 use super::{Intake, ReceiveContext};
-use crate::net::accept_loop;
 use crate::shutdown::Shutdown;
 
 /// Serves the TCP line receiver until `shutdown`, then lets each open
 /// connection take what it already holds.
 pub async fn serve_tcp(listener: TcpListener, ctx: Arc<ReceiveContext>, shutdown: Shutdown) {
-    let mut connections = JoinSet::new();
-    accept_loop(
-        "carbon line TCP",
-        &listener,
-        shutdown.clone(),
-        |stream, _| {
-            while connections.try_join_next().is_some() {}
-            connections.spawn(connection(stream, ctx.clone(), shutdown.clone()));
-        },
-    )
-    .await;
-    drop(listener);
-    while connections.join_next().await.is_some() {}
+    super::serve_connections("carbon line TCP", listener, ctx, shutdown, connection).await;
 }
 
 async fn connection(mut stream: TcpStream, ctx: Arc<ReceiveContext>, mut shutdown: Shutdown) {

@@ -35,6 +35,28 @@ pub struct ReceiveContext {
 /// The carbon forwarder's queue, when received points are relayed.
 pub type Relay = Arc<RwLock<Option<Submitter>>>;
 
+/// Accepts connections on `listener` until `shutdown`, running
+/// `connection` for each, then waits for the open ones to drain.
+pub(crate) async fn serve_connections<F, Fut>(
+    what: &'static str,
+    listener: tokio::net::TcpListener,
+    ctx: Arc<ReceiveContext>,
+    shutdown: crate::shutdown::Shutdown,
+    connection: F,
+) where
+    F: Fn(tokio::net::TcpStream, Arc<ReceiveContext>, crate::shutdown::Shutdown) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut connections = tokio::task::JoinSet::new();
+    crate::net::accept_loop(what, &listener, shutdown.clone(), |stream, _| {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(connection(stream, ctx.clone(), shutdown.clone()));
+    })
+    .await;
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
 /// One connection's or socket's tally and log limiter.
 pub(crate) struct Intake<'a> {
     ctx: &'a ReceiveContext,

@@ -9,23 +9,14 @@ use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
 use super::{Intake, ReceiveContext};
-use crate::net::accept_loop;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, LogLimit};
 
 /// Serves the pickle receiver until `shutdown`.
 pub async fn serve(listener: TcpListener, ctx: Arc<ReceiveContext>, shutdown: Shutdown) {
-    let mut connections = JoinSet::new();
-    accept_loop("carbon pickle", &listener, shutdown.clone(), |stream, _| {
-        while connections.try_join_next().is_some() {}
-        connections.spawn(connection(stream, ctx.clone(), shutdown.clone()));
-    })
-    .await;
-    drop(listener);
-    while connections.join_next().await.is_some() {}
+    super::serve_connections("carbon pickle", listener, ctx, shutdown, connection).await;
 }
 
 async fn connection(mut stream: TcpStream, ctx: Arc<ReceiveContext>, mut shutdown: Shutdown) {
