@@ -226,6 +226,10 @@ fn targets() -> Vec<String> {
         format!("summarize({x},'45s','sum',true)"),
         format!("summarize({x},'1min','diff')"),
         format!("summarize({x},'1min','range')"),
+        format!("hitcount({x},'1min')"),
+        format!("hitcount({a},'45s')"),
+        format!("hitcount({x},'1h',true)"),
+        format!("hitcount({a},'1min',true)"),
         format!("{x}|scale(2)|alias('piped')"),
         "nosuch.*".into(),
         "sumSeries(nosuch.*)".into(),
@@ -450,6 +454,162 @@ fn render_and_find_agree_with_graphite_web() {
         requests.len(),
         failures.join("\n")
     );
+}
+
+/// A pickle reply as JSON, unpickled by the Python beside graphite-web
+/// (graphite-web's own intervals become `[start, end]` pairs).
+fn unpickle(bytes: &[u8]) -> Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const SCRIPT: &str = r#"
+import json, math, pickle, sys
+def plain(o):
+    if isinstance(o, dict):
+        return {k: plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [plain(v) for v in o]
+    if hasattr(o, 'intervals'):
+        return [plain(i) for i in o.intervals]
+    if hasattr(o, 'start') and hasattr(o, 'end'):
+        return [o.start, o.end]
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    return o
+print(json.dumps(plain(pickle.load(sys.stdin.buffer))))
+"#;
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "unpickling failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What a federating graphite-web reads: render and find as pickle, the
+/// same data as graphite-web's own (compared after unpickling).
+#[test]
+fn pickle_replies_unpickle_to_what_graphite_web_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("whisper");
+    store(&root);
+    let web = GraphiteWeb::start(&root);
+    let sluice = sluice_with_http(&root, dir.path());
+    let ours = sluice.logged_addr("http").expect("sluice's http address");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sluice.log_text().contains("store index scanned") {
+        assert!(std::time::Instant::now() < deadline, "no index scan");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut failures = Vec::new();
+    for (target, from, until) in [
+        (A, T0 + 80, T0 + 140),
+        ("stats.gauges.*", T0, T0 + 3600),
+        (
+            "stats.timers.api.{get,put}.mean",
+            NOW - 25_140,
+            NOW - 23_340,
+        ),
+        ("sumSeries(stats_counts.app.*.requests)", T0 + 25, T0 + 185),
+        ("consolidateBy(stats.gauges.x,'max')", T0, T0 + 600),
+    ] {
+        let path = format!(
+            "/render/?format=pickle&local=1&noCache=1&target={}&from={from}&until={until}&now={NOW}",
+            encode(target)
+        );
+        let (o, t) = (get(ours, &path).unwrap(), get(web.addr, &path).unwrap());
+        assert_eq!((o.status, t.status), (200, 200), "{path}: {}", o.body);
+        assert_eq!(o.content_type, "application/pickle");
+        let (o, t) = (unpickle(&o.bytes), unpickle(&t.bytes));
+        let (Some(os), Some(ts)) = (o.as_array(), t.as_array()) else {
+            panic!("{path}: not lists: {o} | {t}");
+        };
+        if os.len() != ts.len() {
+            failures.push(format!("{path}: {} series vs {}", os.len(), ts.len()));
+            continue;
+        }
+        for (a, b) in os.iter().zip(ts) {
+            for key in [
+                "name",
+                "pathExpression",
+                "start",
+                "end",
+                "step",
+                "valuesPerPoint",
+                "consolidationFunc",
+                "xFilesFactor",
+            ] {
+                if a[key] != b[key] {
+                    failures.push(format!("{path}: {key} {} vs {}", a[key], b[key]));
+                }
+            }
+            let (va, vb) = (a["values"].as_array(), b["values"].as_array());
+            let same = match (va, vb) {
+                (Some(va), Some(vb)) => {
+                    va.len() == vb.len()
+                        && va
+                            .iter()
+                            .zip(vb)
+                            .all(|(x, y)| match (number(x), number(y)) {
+                                (None, None) => true,
+                                (Some(x), Some(y)) => close(x, y),
+                                _ => false,
+                            })
+                }
+                _ => false,
+            };
+            if !same {
+                failures.push(format!("{path}: values {} vs {}", a["values"], b["values"]));
+            }
+        }
+    }
+    for query in [
+        "stats.*",
+        "stats.gauges.*",
+        "stats_counts.app.?.requests",
+        "nosuch.*",
+    ] {
+        let path = format!(
+            "/metrics/find/?local=1&format=pickle&query={}",
+            encode(query)
+        );
+        let (o, t) = (get(ours, &path).unwrap(), get(web.addr, &path).unwrap());
+        assert_eq!((o.status, t.status), (200, 200), "{path}: {}", o.body);
+        let key = |v: &Value| {
+            let mut items: Vec<String> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    let intervals = i.get("intervals").and_then(Value::as_array).map(Vec::len);
+                    format!("{} {} {intervals:?}", i["path"], i["is_leaf"])
+                })
+                .collect();
+            items.sort();
+            items
+        };
+        let (o, t) = (unpickle(&o.bytes), unpickle(&t.bytes));
+        if key(&o) != key(&t) {
+            failures.push(format!("{path}: {o} vs {t}"));
+        }
+    }
+    let nodelist = "/metrics/find?query=stats.*.*&format=nodelist&position=1";
+    let (o, t) = (
+        get(ours, nodelist).unwrap(),
+        get(web.addr, nodelist).unwrap(),
+    );
+    if o.body != t.body {
+        failures.push(format!("{nodelist}: {} vs {}", o.body, t.body));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

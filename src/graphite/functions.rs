@@ -167,6 +167,7 @@ functions! {
     "movingMax", "Calculate", [SERIES, p("windowSize", Interval, true), p("xFilesFactor", Float, false)], |c, k| moving(c, k, "max"), "The greatest of the preceding window.";
     "movingMedian", "Calculate", [SERIES, p("windowSize", Interval, true), p("xFilesFactor", Float, false)], |c, k| moving(c, k, "median"), "The median of the preceding window.";
     "summarize", "Transform", [SERIES, p("intervalString", Interval, true), p("func", AggFunc, false), p("alignToFrom", Boolean, false)], summarize, "Buckets of an interval, aggregated.";
+    "hitcount", "Transform", [SERIES, p("intervalString", Interval, true), p("alignToInterval", Boolean, false)], hitcount, "Hits per interval from per-second rates.";
     "timeShift", "Transform", [SERIES, p("timeShift", Interval, true)], time_shift, "The series as it was an interval earlier.";
     "nPercentile", "Calculate", [SERIES, p("n", Integer, true)], n_percentile, "A line at the n-th percentile of each series.";
     "highestCurrent", "Filter Series", [SERIES, p("n", Integer, false)], |c, k| top(c, k, Stat::Current, true), "The n series with the highest last value.";
@@ -1108,6 +1109,91 @@ fn summarize(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalErro
         s.values = values;
         s.start = start;
         s.end = start + buckets as i64 * interval;
+        s.step = interval;
+        renamed(s, name);
+    }
+    Ok(series)
+}
+
+/// hitcount: values are taken as hits per second, spread over the
+/// buckets each point's step overlaps. With `alignToInterval` the window
+/// is fetched again from `from` truncated to the interval's unit.
+fn hitcount(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalError> {
+    let interval_text = call
+        .string(ctx, 1, "intervalString")?
+        .ok_or_else(|| bad(call, "intervalString is required"))?;
+    let align = call.boolean(ctx, 2, "alignToInterval")?;
+    let signed = if interval_text.starts_with(['-', '+']) {
+        interval_text.clone()
+    } else {
+        format!("-{interval_text}")
+    };
+    let interval = parse_offset(&signed).map_err(|e| bad(call, e))?.abs();
+    if interval == 0 {
+        return Err(bad(call, "the interval must be positive"));
+    }
+    let mut series = if align {
+        let unit = [86_400, 3_600, 60]
+            .into_iter()
+            .find(|unit| interval >= *unit)
+            .unwrap_or(1);
+        let aligned = ctx.shifted(ctx.from - ctx.from.rem_euclid(unit), ctx.until);
+        let mut series = call.series(&aligned, 0)?;
+        for s in &mut series {
+            let count = (s.end - s.start).div_euclid(interval);
+            s.end = s.start + count * interval + interval;
+        }
+        series
+    } else {
+        call.series(ctx, 0)?
+    };
+    for s in &mut series {
+        let step = s.step.max(1);
+        let bucket_count = ((s.end - s.start).max(0) + interval - 1).div_euclid(interval);
+        let new_start = s.end - bucket_count * interval;
+        let mut sums: Vec<Option<f64>> = vec![None; bucket_count.max(0) as usize];
+        let mut add = |bucket: i64, hits: f64| {
+            if let Some(slot) = usize::try_from(bucket).ok().and_then(|b| sums.get_mut(b)) {
+                *slot = Some(slot.unwrap_or(0.0) + hits);
+            }
+        };
+        for (i, value) in s.values.iter().enumerate() {
+            let Some(value) = *value else { continue };
+            let start_time = s.start + i as i64 * step;
+            let (start_bucket, start_mod) = (
+                (start_time - new_start).div_euclid(interval),
+                (start_time - new_start).rem_euclid(interval),
+            );
+            let end_time = start_time + step;
+            let (mut end_bucket, mut end_mod) = (
+                (end_time - new_start).div_euclid(interval),
+                (end_time - new_start).rem_euclid(interval),
+            );
+            if end_bucket >= bucket_count {
+                end_bucket = bucket_count - 1;
+                end_mod = interval;
+            }
+            if start_bucket == end_bucket {
+                add(start_bucket, value * (end_mod - start_mod) as f64);
+            } else {
+                add(start_bucket, value * (interval - start_mod) as f64);
+                for j in start_bucket + 1..end_bucket {
+                    add(j, value * interval as f64);
+                }
+                if end_mod > 0 {
+                    add(end_bucket, value * end_mod as f64);
+                }
+            }
+        }
+        let name = format!(
+            "hitcount({}, \"{interval_text}\"{})",
+            s.name,
+            if align { ", true" } else { "" }
+        );
+        s.tags.insert("hitcount".into(), interval_text.clone());
+        s.values = sums;
+        s.start = new_start;
+        s.end = new_start + bucket_count * interval;
         s.step = interval;
         renamed(s, name);
     }

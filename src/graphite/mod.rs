@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use eval::{Context, EvalError, Limits, Source};
 use series::Series;
 
+use crate::protocol::pickle::Pickler;
 use crate::store::format::WhisperFile;
 use crate::store::index::{has_glob, split_components};
 use crate::store::path::metric_path;
@@ -63,17 +64,22 @@ pub struct Reply {
     pub status: u16,
     /// Content-Type.
     pub content_type: &'static str,
-    /// The body.
-    pub body: String,
+    /// The body (bytes: `format=pickle` is binary).
+    pub body: Vec<u8>,
 }
 
 impl Reply {
-    fn ok(content_type: &'static str, body: String) -> Reply {
+    fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
         Reply {
             status: 200,
             content_type,
-            body,
+            body: body.into(),
         }
+    }
+
+    /// The body as text (lossy), for logs and tests.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
     }
 
     /// graphite-web's 400: `Invalid parameters (<message>)`.
@@ -81,7 +87,7 @@ impl Reply {
         Reply {
             status: 400,
             content_type: "text/plain; charset=utf-8",
-            body: format!("Invalid parameters ({message})\n"),
+            body: format!("Invalid parameters ({message})\n").into(),
         }
     }
 
@@ -92,7 +98,7 @@ impl Reply {
         Reply {
             status,
             content_type: "application/json",
-            body,
+            body: body.into(),
         }
     }
 }
@@ -248,13 +254,19 @@ impl ReadApi {
         } else {
             params.get("format").unwrap_or("png")
         };
-        if !matches!(format, "json" | "raw" | "csv") {
+        let format = if params.has("pickle") {
+            "pickle"
+        } else {
+            format
+        };
+        if !matches!(format, "json" | "raw" | "csv" | "pickle") {
             return Reply {
                 status: 400,
                 content_type: "text/plain; charset=utf-8",
                 body: format!(
-                    "Invalid value for 'format' parameter: {format:?} (sluice renders json, raw and csv; no images)\n"
-                ),
+                    "Invalid value for 'format' parameter: {format:?} (sluice renders json, raw, csv and pickle; no images)\n"
+                )
+                .into(),
             };
         }
         let targets: Vec<&str> = params
@@ -296,6 +308,7 @@ impl ReadApi {
         match format {
             "raw" => Reply::ok("text/plain", render::raw(&series)),
             "csv" => Reply::ok("text/csv", render::csv(&series)),
+            "pickle" => Reply::ok("application/pickle", render::pickle(&series)),
             _ => {
                 let max_points = params
                     .get("maxDataPoints")
@@ -408,11 +421,64 @@ impl ReadApi {
                 }
                 body.push(']');
             }
+            "nodelist" => {
+                let position: i64 = match params.get("position").map(str::parse) {
+                    None => -1,
+                    Some(Ok(p)) => p,
+                    Some(Err(_)) => {
+                        return Reply::invalid("'position' must be an integer");
+                    }
+                };
+                let mut nodes: Vec<&str> = found
+                    .iter()
+                    .filter_map(|f| {
+                        let parts: Vec<&str> = f.path.split('.').collect();
+                        let i = if position < 0 {
+                            parts.len().checked_sub(position.unsigned_abs() as usize)?
+                        } else {
+                            usize::try_from(position).ok()?
+                        };
+                        parts.get(i).copied()
+                    })
+                    .collect();
+                nodes.sort_unstable();
+                nodes.dedup();
+                body.push_str("{\"nodes\": ");
+                string_list(&mut body, &nodes);
+                body.push('}');
+            }
+            "pickle" => {
+                // graphite-web's remote finder reads this; intervals as
+                // plain (start, end) pairs, which it accepts.
+                let mut p = Pickler::new();
+                p.begin_list();
+                for f in &found {
+                    p.begin_dict();
+                    p.str("path");
+                    p.str(&f.path);
+                    p.str("is_leaf");
+                    p.bool(f.leaf);
+                    if f.leaf {
+                        p.str("intervals");
+                        p.begin_list();
+                        if let Some((start, end)) = self.interval_of(&f.path, wall_now) {
+                            p.begin_tuple();
+                            p.float(start);
+                            p.float(end);
+                            p.end_tuple();
+                        }
+                        p.end_list();
+                    }
+                    p.end_dict();
+                }
+                p.end_list();
+                return Reply::ok("application/pickle", p.finish());
+            }
             _ => {
                 return Reply {
                     status: 400,
                     content_type: "text/plain; charset=utf-8",
-                    body: "Invalid value for 'format' parameter\n".into(),
+                    body: b"Invalid value for 'format' parameter\n".to_vec(),
                 }
             }
         }
@@ -535,7 +601,7 @@ impl ReadApi {
 
     /// `/tags/autoComplete/*`: no tag index yet, so nothing is known.
     pub fn tags_empty(&self) -> Reply {
-        Reply::ok("application/json", "[]".into())
+        Reply::ok("application/json", "[]")
     }
 }
 
@@ -543,13 +609,13 @@ fn last_component(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
 }
 
-fn string_list(out: &mut String, items: &[String]) {
+fn string_list(out: &mut String, items: &[impl AsRef<str>]) {
     out.push('[');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        render::json_string(out, item);
+        render::json_string(out, item.as_ref());
     }
     out.push(']');
 }
@@ -619,15 +685,15 @@ mod tests {
             &params("target=constantLine(5)&from=100&until=200&format=json"),
             1000,
         );
-        assert_eq!(r.status, 200, "{}", r.body);
-        assert!(r.body.contains("\"target\": \"5.0\""), "{}", r.body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("\"target\": \"5.0\""), "{}", r.text());
         let many: String = (0..11).map(|_| "target=a&").collect();
         let r = api.render(&params(&format!("{many}format=json")), 1000);
         assert!(
-            r.status == 400 && r.body.contains("http.max_targets"),
+            r.status == 400 && r.text().contains("http.max_targets"),
             "{}",
-            r.body
+            r.text()
         );
-        assert_eq!(api.render(&params("format=json"), 1000).body, "[]");
+        assert_eq!(api.render(&params("format=json"), 1000).text(), "[]");
     }
 }

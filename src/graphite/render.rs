@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::series::Series;
 use super::time::civil_from_days;
+use crate::protocol::pickle::Pickler;
 use crate::store::format::python_float_repr;
 
 /// A JSON number as Python's json module writes graphite's values: floats
@@ -149,6 +150,41 @@ pub fn raw(series: &[Series]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The pickle reply: a list of graphite-web's `TimeSeries.getInfo()`
+/// dicts (what a federating graphite-web's remote reader reads).
+pub fn pickle(series: &[Series]) -> Vec<u8> {
+    let mut p = Pickler::new();
+    p.begin_list();
+    for s in series {
+        p.begin_dict();
+        p.str("name");
+        p.str(&s.name);
+        p.str("start");
+        p.int(s.start);
+        p.str("end");
+        p.int(s.end);
+        p.str("step");
+        p.int(s.step);
+        p.str("values");
+        p.begin_list();
+        for v in &s.values {
+            p.option_float(*v);
+        }
+        p.end_list();
+        p.str("pathExpression");
+        p.str(&s.path_expression);
+        p.str("valuesPerPoint");
+        p.int(1);
+        p.str("consolidationFunc");
+        p.str(s.consolidation.name());
+        p.str("xFilesFactor");
+        p.float(s.xff);
+        p.end_dict();
+    }
+    p.end_list();
+    p.finish()
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.

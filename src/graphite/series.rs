@@ -39,6 +39,19 @@ impl Consolidation {
         })
     }
 
+    /// graphite-web's name for it (`consolidationFunc`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Consolidation::Average => "average",
+            Consolidation::Sum => "sum",
+            Consolidation::Min => "min",
+            Consolidation::Max => "max",
+            Consolidation::First => "first",
+            Consolidation::Last => "last",
+            Consolidation::AvgZero => "avg_zero",
+        }
+    }
+
     /// One bucket of `per_point` raw values; None when no value is known
     /// or fewer than `xff` of them are.
     pub fn bucket(self, values: &[Option<f64>], per_point: usize, xff: f64) -> Option<f64> {

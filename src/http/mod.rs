@@ -81,8 +81,8 @@ pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, shutdown: Shutd
     .await;
 }
 
-fn reply(status: u16, content_type: &str, body: String) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
+fn reply(status: u16, content_type: &str, body: impl Into<Body>) -> Response<Body> {
+    let mut response = Response::new(body.into());
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(value) = HeaderValue::from_str(content_type) {
@@ -136,11 +136,7 @@ async fn route(
         return reply(204, "text/plain", String::new());
     }
     if !matches!(parts.method, Method::GET | Method::POST | Method::HEAD) {
-        return reply(
-            405,
-            "text/plain; charset=utf-8",
-            "GET, POST or OPTIONS\n".into(),
-        );
+        return reply(405, "text/plain; charset=utf-8", "GET, POST or OPTIONS\n");
     }
     let body = match axum::body::to_bytes(body, ctx.settings.max_body_bytes).await {
         Ok(b) => b,
@@ -161,9 +157,9 @@ async fn route(
     match (path, &ctx.graphite) {
         ("/health", _) => {
             if ctx.healthy.load(Ordering::Relaxed) {
-                reply(200, "text/plain", "up\n".into())
+                reply(200, "text/plain", "up\n")
             } else {
-                reply(503, "text/plain", "down\n".into())
+                reply(503, "text/plain", "down\n")
             }
         }
         // Prometheus, unless it is graphite-web's /metrics (find) alias.
@@ -195,7 +191,7 @@ async fn route(
         (_, None) => reply(
             404,
             "text/plain; charset=utf-8",
-            "not found (Graphite's read API needs the whisper store: whisper.enabled)\n".into(),
+            "not found (Graphite's read API needs the whisper store: whisper.enabled)\n",
         ),
         _ => reply(
             404,
@@ -212,7 +208,7 @@ async fn render(api: Arc<ReadApi>, renders: Arc<Semaphore>, params: Params) -> R
             return reply(
                 429,
                 "text/plain; charset=utf-8",
-                "too many renders at once (http.max_concurrent_renders)\n".into(),
+                "too many renders at once (http.max_concurrent_renders)\n",
             )
         }
     };
@@ -225,7 +221,7 @@ async fn render(api: Arc<ReadApi>, renders: Arc<Semaphore>, params: Params) -> R
     .await;
     match done {
         Ok(r) => from_reply(r),
-        Err(_) => reply(500, "text/plain; charset=utf-8", "render failed\n".into()),
+        Err(_) => reply(500, "text/plain; charset=utf-8", "render failed\n"),
     }
 }
 

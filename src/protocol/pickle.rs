@@ -11,38 +11,152 @@
 pub fn encode_frame<'a>(out: &mut Vec<u8>, points: impl IntoIterator<Item = (&'a str, i64, f64)>) {
     let start = out.len();
     out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(&[0x80, 0x02, b']', b'(']);
+    out.extend_from_slice(&[PROTO, 2, EMPTY_LIST, MARK]);
     let mut any = false;
     for (name, ts, value) in points {
         any = true;
-        out.push(b'X');
-        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-        match i32::try_from(ts) {
-            Ok(small) => {
-                out.push(b'J');
-                out.extend_from_slice(&small.to_le_bytes());
-            }
-            Err(_) => {
-                // LONG1: little-endian two's complement, 8 bytes is enough.
-                out.push(0x8a);
-                out.push(8);
-                out.extend_from_slice(&ts.to_le_bytes());
-            }
-        }
-        out.push(b'G');
-        out.extend_from_slice(&value.to_be_bytes());
-        out.extend_from_slice(&[0x86, 0x86]);
+        put_str(out, name);
+        put_int(out, ts);
+        put_float(out, value);
+        out.extend_from_slice(&[TUPLE2, TUPLE2]);
     }
     if any {
-        out.push(b'e');
+        out.push(APPENDS);
     } else {
         // An empty list: drop the MARK.
         out.pop();
     }
-    out.push(b'.');
+    out.push(STOP);
     let body = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&body.to_be_bytes());
+}
+
+const PROTO: u8 = 0x80;
+const MARK: u8 = b'(';
+const STOP: u8 = b'.';
+const EMPTY_LIST: u8 = b']';
+const APPENDS: u8 = b'e';
+const EMPTY_DICT: u8 = b'}';
+const SETITEMS: u8 = b'u';
+const TUPLE: u8 = b't';
+const TUPLE2: u8 = 0x86;
+
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    out.push(b'X');
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn put_int(out: &mut Vec<u8>, n: i64) {
+    match i32::try_from(n) {
+        Ok(small) => {
+            out.push(b'J');
+            out.extend_from_slice(&small.to_le_bytes());
+        }
+        Err(_) => {
+            // LONG1: little-endian two's complement, 8 bytes is enough.
+            out.push(0x8a);
+            out.push(8);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+}
+
+fn put_float(out: &mut Vec<u8>, v: f64) {
+    out.push(b'G');
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+/// Writes one pickle (protocol 2, no memo) of plain data: None, bools,
+/// ints, floats, str, lists, tuples and dicts, what any safe unpickler
+/// takes. Containers are opened and closed in order; a dict's items are
+/// written key, value, key, value.
+pub struct Pickler {
+    out: Vec<u8>,
+}
+
+impl Default for Pickler {
+    fn default() -> Self {
+        Pickler::new()
+    }
+}
+
+impl Pickler {
+    /// An empty pickle.
+    pub fn new() -> Pickler {
+        Pickler {
+            out: vec![PROTO, 2],
+        }
+    }
+
+    /// None.
+    pub fn none(&mut self) {
+        self.out.push(b'N');
+    }
+
+    /// True or False.
+    pub fn bool(&mut self, b: bool) {
+        self.out.push(if b { 0x88 } else { 0x89 });
+    }
+
+    /// An int.
+    pub fn int(&mut self, n: i64) {
+        put_int(&mut self.out, n);
+    }
+
+    /// A float.
+    pub fn float(&mut self, v: f64) {
+        put_float(&mut self.out, v);
+    }
+
+    /// A float or None.
+    pub fn option_float(&mut self, v: Option<f64>) {
+        match v {
+            Some(v) => self.float(v),
+            None => self.none(),
+        }
+    }
+
+    /// A str.
+    pub fn str(&mut self, text: &str) {
+        put_str(&mut self.out, text);
+    }
+
+    /// Opens a list.
+    pub fn begin_list(&mut self) {
+        self.out.extend_from_slice(&[EMPTY_LIST, MARK]);
+    }
+
+    /// Closes the open list.
+    pub fn end_list(&mut self) {
+        self.out.push(APPENDS);
+    }
+
+    /// Opens a dict.
+    pub fn begin_dict(&mut self) {
+        self.out.extend_from_slice(&[EMPTY_DICT, MARK]);
+    }
+
+    /// Closes the open dict.
+    pub fn end_dict(&mut self) {
+        self.out.push(SETITEMS);
+    }
+
+    /// Opens a tuple.
+    pub fn begin_tuple(&mut self) {
+        self.out.push(MARK);
+    }
+
+    /// Closes the open tuple.
+    pub fn end_tuple(&mut self) {
+        self.out.push(TUPLE);
+    }
+
+    /// The finished pickle.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.push(STOP);
+        self.out
+    }
 }
 
 /// A decoded pickle value (the subset the metric payload uses).
@@ -363,6 +477,34 @@ mod tests {
         assert_eq!(
             points,
             vec![("a.b".into(), 1.7e9, 1.5), ("c".into(), 5e9, -2.0)]
+        );
+    }
+
+    #[test]
+    fn the_pickler_writes_what_the_decoder_reads() {
+        let mut p = Pickler::new();
+        p.begin_list();
+        p.str("a.b");
+        p.int(1_796_169_600);
+        p.int(-(1 << 40));
+        p.option_float(Some(1.5));
+        p.option_float(None);
+        p.bool(true);
+        p.begin_tuple();
+        p.float(2.0);
+        p.end_tuple();
+        p.end_list();
+        assert_eq!(
+            decode(&p.finish()),
+            Ok(Value::List(vec![
+                Value::Str("a.b".into()),
+                Value::Int(1_796_169_600),
+                Value::Int(-(1 << 40)),
+                Value::Float(1.5),
+                Value::None,
+                Value::Bool(true),
+                Value::Tuple(vec![Value::Float(2.0)]),
+            ]))
         );
     }
 

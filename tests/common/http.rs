@@ -11,8 +11,10 @@ pub struct Reply {
     pub status: u16,
     /// The Content-Type header.
     pub content_type: String,
-    /// The body (chunked encoding undone).
+    /// The body (chunked encoding undone), as text (lossy).
     pub body: String,
+    /// The body's bytes.
+    pub bytes: Vec<u8>,
 }
 
 fn request(addr: SocketAddr, text: &str) -> Option<Reply> {
@@ -23,8 +25,9 @@ fn request(addr: SocketAddr, text: &str) -> Option<Reply> {
     stream.write_all(text.as_bytes()).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     let header = |name: &str| {
         head.lines()
@@ -32,29 +35,32 @@ fn request(addr: SocketAddr, text: &str) -> Option<Reply> {
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_string())
     };
-    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    let bytes = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         dechunk(body)
     } else {
-        body.to_string()
+        body.to_vec()
     };
     Some(Reply {
         status,
         content_type: header("content-type").unwrap_or_default(),
-        body,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     })
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&body[..line_end]);
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
             break;
         };
+        let rest = &body[line_end + 2..];
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&rest[..n]);
+        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }
