@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::eval::{Context, EvalError, Value};
-use super::series::{normalize, Consolidation, Series};
+use super::series::{normalize, Consolidation, Fold, Series};
 use super::target::Expr;
 use super::time::parse_offset;
 
@@ -450,7 +450,18 @@ fn combine(series: &[Series], func: &str, name: String) -> Option<Series> {
     }
     let refs: Vec<&Series> = series.iter().collect();
     let n = normalize(&refs);
-    let values = n.combine(|column| aggregate_values(func, column).flatten());
+    let fold = match func {
+        "sum" | "total" => Some(Fold::Sum),
+        "average" | "avg" => Some(Fold::Average),
+        "max" => Some(Fold::Max),
+        "min" => Some(Fold::Min),
+        "count" => Some(Fold::Count),
+        _ => None,
+    };
+    let values = match fold {
+        Some(fold) => n.fold(fold),
+        None => n.combine(|column| aggregate_values(func, column).flatten()),
+    };
     let mut out = Series::new(&name, n.start, n.end, n.step, values);
     out.tags = shared_tags(series, &name);
     out.tags.insert("aggregatedBy".into(), func.to_string());
@@ -547,10 +558,7 @@ fn percentile_of_series(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series
 /// Two series on one step: (normalized a, normalized b, start, end, step).
 fn pair(a: &Series, b: &Series) -> (Vec<Option<f64>>, Vec<Option<f64>>, i64, i64, i64) {
     let n = normalize(&[a, b]);
-    let mut rows = n.rows.into_iter();
-    let x = rows.next().unwrap_or_default();
-    let y = rows.next().unwrap_or_default();
-    (x, y, n.start, n.end, n.step)
+    (n.padded(0), n.padded(1), n.start, n.end, n.step)
 }
 
 fn divide(a: &Series, b: &Series, name: String) -> Series {

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::series::Series;
 use super::time::civil_from_days;
 use crate::protocol::pickle::Pickler;
-use crate::store::format::python_float_repr;
+use crate::store::format::{python_float_repr, write_python_float};
 
 /// A JSON number as Python's json module writes graphite's values: floats
 /// with a fractional part, infinities as `1e9999`, NaN as null.
@@ -17,7 +17,7 @@ fn json_number(out: &mut String, value: Option<f64>) {
         Some(v) if v.is_nan() => out.push_str("null"),
         Some(v) if v == f64::INFINITY => out.push_str("1e9999"),
         Some(v) if v == f64::NEG_INFINITY => out.push_str("-1e9999"),
-        Some(v) => out.push_str(&python_float_repr(v)),
+        Some(v) => write_python_float(out, v),
     }
 }
 
@@ -122,7 +122,9 @@ pub fn json(series: &[Series], max_points: Option<usize>, no_null_points: bool) 
             }
             out.push('[');
             json_number(&mut out, *v);
-            let _ = write!(out, ", {ts}]");
+            out.push_str(", ");
+            out.push_str(itoa::Buffer::new().format(*ts));
+            out.push(']');
         }
         out.push_str("]}");
     }

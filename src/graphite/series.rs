@@ -3,6 +3,7 @@
 //! which brings series of different steps onto one step (the LCM) before
 //! they are combined.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// How a series is consolidated into coarser buckets (consolidateBy).
@@ -55,17 +56,27 @@ impl Consolidation {
     /// One bucket of `per_point` raw values; None when no value is known
     /// or fewer than `xff` of them are.
     pub fn bucket(self, values: &[Option<f64>], per_point: usize, xff: f64) -> Option<f64> {
-        let known: Vec<f64> = values.iter().flatten().copied().collect();
-        if known.is_empty() || (known.len() as f64) / (per_point.max(1) as f64) < xff {
+        // One pass, no allocation: this runs once per output point.
+        let mut known = values.iter().flatten().copied();
+        let first = known.next()?;
+        let (mut count, mut sum, mut min, mut max, mut last) = (1usize, first, first, first, first);
+        for v in known {
+            count += 1;
+            sum += v;
+            min = min.min(v);
+            max = max.max(v);
+            last = v;
+        }
+        if (count as f64) / (per_point.max(1) as f64) < xff {
             return None;
         }
         Some(match self {
-            Consolidation::Average => known.iter().sum::<f64>() / known.len() as f64,
-            Consolidation::Sum => known.iter().sum(),
-            Consolidation::Min => known.iter().copied().fold(f64::INFINITY, f64::min),
-            Consolidation::Max => known.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            Consolidation::First => known[0],
-            Consolidation::Last => known[known.len() - 1],
+            Consolidation::Average => sum / count as f64,
+            Consolidation::Sum => sum,
+            Consolidation::Min => min,
+            Consolidation::Max => max,
+            Consolidation::First => first,
+            Consolidation::Last => last,
             Consolidation::AvgZero => {
                 values.iter().map(|v| v.unwrap_or(0.0)).sum::<f64>() / values.len() as f64
             }
@@ -165,10 +176,13 @@ fn lcm(a: i64, b: i64) -> i64 {
 
 /// graphite-web's `normalize`: the series consolidated onto the LCM of
 /// their steps, with the earliest start, the latest end trimmed to whole
-/// steps, and values zipped by index (missing tails are None).
-pub struct Normalized {
-    /// One value list per input, consolidated, all as long as the longest.
-    pub rows: Vec<Vec<Option<f64>>>,
+/// steps, and values zipped by index (missing tails are None). Rows
+/// already on the common step are borrowed, not copied.
+pub struct Normalized<'a> {
+    /// One value list per input, consolidated; shorter ones end early.
+    pub rows: Vec<Cow<'a, [Option<f64>]>>,
+    /// The longest row's length: every column index is below it.
+    pub len: usize,
     /// Common start.
     pub start: i64,
     /// Common end.
@@ -178,37 +192,120 @@ pub struct Normalized {
 }
 
 /// Normalizes `series` (at least one).
-pub fn normalize(series: &[&Series]) -> Normalized {
+pub fn normalize<'a>(series: &[&'a Series]) -> Normalized<'a> {
     let step = series.iter().map(|s| s.step).fold(1, lcm).max(1);
     let start = series.iter().map(|s| s.start).min().unwrap_or(0);
     let mut end = series.iter().map(|s| s.end).max().unwrap_or(0);
     end -= (end - start).rem_euclid(step);
-    let mut rows: Vec<Vec<Option<f64>>> = series
+    let rows: Vec<Cow<'a, [Option<f64>]>> = series
         .iter()
-        .map(|s| s.consolidated((step / s.step.max(1)) as usize))
+        .map(|s| {
+            let per_point = (step / s.step.max(1)) as usize;
+            if per_point <= 1 {
+                Cow::Borrowed(&s.values[..])
+            } else {
+                Cow::Owned(s.consolidated(per_point))
+            }
+        })
         .collect();
-    let len = rows.iter().map(Vec::len).max().unwrap_or(0);
-    for row in &mut rows {
-        row.resize(len, None);
-    }
+    let len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
     Normalized {
         rows,
+        len,
         start,
         end,
         step,
     }
 }
 
-impl Normalized {
+/// A row-wise fold of normalized rows: per column, the known values'
+/// count and the running result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// Sum of the known values, in row order.
+    Sum,
+    /// Their mean (the row-order sum over the count).
+    Average,
+    /// The greatest.
+    Max,
+    /// The least.
+    Min,
+    /// How many are known.
+    Count,
+}
+
+impl Normalized<'_> {
+    /// Row `row`, padded with None to `len`.
+    pub fn padded(&self, row: usize) -> Vec<Option<f64>> {
+        let mut values = self.rows.get(row).map(|r| r.to_vec()).unwrap_or_default();
+        values.resize(self.len, None);
+        values
+    }
+
     /// Applies `f` to each index's column of values.
     pub fn combine(&self, f: impl Fn(&[Option<f64>]) -> Option<f64>) -> Vec<Option<f64>> {
-        let len = self.rows.first().map(Vec::len).unwrap_or(0);
         let mut column = Vec::with_capacity(self.rows.len());
-        (0..len)
+        (0..self.len)
             .map(|i| {
                 column.clear();
-                column.extend(self.rows.iter().map(|r| r[i]));
+                column.extend(self.rows.iter().map(|r| r.get(i).copied().flatten()));
                 f(&column)
+            })
+            .collect()
+    }
+
+    /// The same as `combine` with the fold's column function, computed a
+    /// row at a time (the rows are walked in memory order; each column's
+    /// values are still taken in row order, so the floating-point result
+    /// is the column-wise one). None where no value is known.
+    pub fn fold(&self, fold: Fold) -> Vec<Option<f64>> {
+        let mut acc: Vec<f64> = vec![0.0; self.len];
+        let mut known: Vec<u32> = vec![0; self.len];
+        if matches!(fold, Fold::Sum | Fold::Average | Fold::Count) {
+            // Branch-free: adding 0.0 for None changes no sum (Python's
+            // sum starts from 0 as well).
+            for row in &self.rows {
+                for ((a, n), v) in acc.iter_mut().zip(known.iter_mut()).zip(row.iter()) {
+                    *a += v.unwrap_or(0.0);
+                    *n += u32::from(v.is_some());
+                }
+            }
+            return acc
+                .iter()
+                .zip(&known)
+                .map(|(a, n)| {
+                    (*n > 0).then(|| match fold {
+                        Fold::Average => a / f64::from(*n),
+                        Fold::Count => f64::from(*n),
+                        _ => *a,
+                    })
+                })
+                .collect();
+        }
+        for row in &self.rows {
+            for ((a, n), v) in acc.iter_mut().zip(known.iter_mut()).zip(row.iter()) {
+                let Some(v) = *v else { continue };
+                *a = if *n == 0 {
+                    v
+                } else {
+                    match fold {
+                        Fold::Sum | Fold::Average => *a + v,
+                        Fold::Max => a.max(v),
+                        Fold::Min => a.min(v),
+                        Fold::Count => 0.0,
+                    }
+                };
+                *n += 1;
+            }
+        }
+        acc.iter()
+            .zip(&known)
+            .map(|(a, n)| {
+                (*n > 0).then(|| match fold {
+                    Fold::Average => a / f64::from(*n),
+                    Fold::Count => f64::from(*n),
+                    _ => *a,
+                })
             })
             .collect()
     }
@@ -241,6 +338,36 @@ mod tests {
         assert_eq!((n.start, n.step), (t0 + 10, 60));
         let sum = n.combine(|c| Some(c.iter().flatten().sum()));
         assert_eq!(sum, vec![Some(1004.5), Some(1011.5), Some(1018.5)]);
+        assert_eq!(n.fold(Fold::Sum), sum);
+    }
+
+    #[test]
+    fn row_folds_equal_the_column_functions() {
+        let a = Series::new("a", 0, 40, 10, vec![Some(1.0), None, Some(0.1), None]);
+        let b = Series::new("b", 0, 30, 10, vec![Some(-2.0), None, Some(0.2)]);
+        let c = Series::new("c", 0, 40, 10, vec![Some(4.0), None, Some(0.3), Some(7.0)]);
+        let n = normalize(&[&a, &b, &c]);
+        let column = |f: fn(&[f64]) -> f64| {
+            n.combine(|col| {
+                let known: Vec<f64> = col.iter().flatten().copied().collect();
+                (!known.is_empty()).then(|| f(&known))
+            })
+        };
+        assert_eq!(n.fold(Fold::Sum), column(|v| v.iter().sum()));
+        assert_eq!(
+            n.fold(Fold::Average),
+            column(|v| v.iter().sum::<f64>() / v.len() as f64)
+        );
+        assert_eq!(
+            n.fold(Fold::Max),
+            column(|v| v.iter().copied().fold(f64::MIN, f64::max))
+        );
+        assert_eq!(
+            n.fold(Fold::Min),
+            column(|v| v.iter().copied().fold(f64::MAX, f64::min))
+        );
+        assert_eq!(n.fold(Fold::Count), column(|v| v.len() as f64));
+        assert_eq!(n.fold(Fold::Sum)[1], None);
     }
 
     #[test]
