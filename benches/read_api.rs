@@ -102,7 +102,7 @@ fn measure(addr: SocketAddr, path: &str, count: usize) -> (f64, f64, f64) {
     for _ in 0..count {
         let t = Instant::now();
         let r = get(addr, path).expect("answer");
-        assert_eq!(r.status, 200);
+        assert_eq!(r.status, 200, "{addr}{path}: {}", r.body);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let rate = count as f64 / started.elapsed().as_secs_f64();

@@ -84,10 +84,16 @@ pub fn respond(ctx: &AdminContext, line: &str) -> Reply {
             Reply::text(format!("health: {state}\n"))
         }
         "stats" => Reply::text(stats(ctx)),
-        "counters" => Reply::text(format!("{}\nEND\n\n", inspect(&ctx.aggregator.dump(Kind::Counter)))),
-        "timers" => Reply::text(format!("{}\nEND\n\n", inspect(&ctx.aggregator.dump(Kind::Timer)))),
-        "gauges" => Reply::text(format!("{}\nEND\n\n", inspect(&ctx.aggregator.dump(Kind::Gauge)))),
-        "sets" => Reply::text(format!("{}\nEND\n\n", inspect(&ctx.aggregator.dump(Kind::Set)))),
+        "counters" | "timers" | "gauges" | "sets" => {
+            let mut text = String::new();
+            if let Some(kind) = dump_kind(command) {
+                stream_dump(&ctx.aggregator, kind, &mut |chunk| {
+                    text.push_str(&chunk);
+                    true
+                });
+            }
+            Reply::text(text)
+        }
         "delcounters" => Reply::text(delete(ctx, Kind::Counter, &args)),
         "deltimers" => Reply::text(delete(ctx, Kind::Timer, &args)),
         "delgauges" => Reply::text(delete(ctx, Kind::Gauge, &args)),
@@ -200,6 +206,64 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     Glob::new(pattern).is_some_and(|g| g.matches(text))
 }
 
+/// The kind a dump command dumps.
+fn dump_kind(command: &str) -> Option<Kind> {
+    Some(match command {
+        "counters" => Kind::Counter,
+        "timers" => Kind::Timer,
+        "gauges" => Kind::Gauge,
+        "sets" => Kind::Set,
+        _ => return None,
+    })
+}
+
+/// Widest dump printed on one line, as Node's `util.inspect` decides.
+const ONE_LINE_WIDTH: usize = 76;
+
+/// A dump in [`inspect`]'s shape (`END` included), handed to `send` a
+/// shard at a time so a dump of millions of keys is never whole in
+/// memory; stops when `send` returns false (the client left). Small dumps
+/// keep the one-line form; a streamed dump is sorted within each shard.
+pub fn stream_dump(aggregator: &Aggregator, kind: Kind, send: &mut dyn FnMut(String) -> bool) {
+    let mut held: Vec<String> = Vec::new();
+    let mut width = 4;
+    let mut streaming = false;
+    let mut open = true;
+    aggregator.dump_each(kind, &mut |entries| {
+        let mut chunk = String::new();
+        for (k, v) in &entries {
+            let rendered = format!("{}: {}", inspect_key(k), inspect_value(v));
+            if streaming {
+                chunk.push_str(",\n  ");
+                chunk.push_str(&rendered);
+                continue;
+            }
+            width += rendered.len() + 2;
+            let multi_line = rendered.contains('\n');
+            held.push(rendered);
+            if width > ONE_LINE_WIDTH || multi_line {
+                streaming = true;
+                chunk.push_str("{\n  ");
+                chunk.push_str(&held.join(",\n  "));
+                held.clear();
+            }
+        }
+        open = chunk.is_empty() || send(chunk);
+        open
+    });
+    if !open {
+        return;
+    }
+    let end = if streaming {
+        "\n}\nEND\n\n".to_string()
+    } else if held.is_empty() {
+        "{}\nEND\n\n".to_string()
+    } else {
+        format!("{{ {} }}\nEND\n\n", held.join(", "))
+    };
+    send(end);
+}
+
 /// Node's `util.inspect` shape for the dumps: `{ key: value, 'a.b': [ 1, 2 ] }`,
 /// one entry per line when it would not fit in 80 columns.
 pub fn inspect(entries: &[(String, Dumped)]) -> String {
@@ -288,14 +352,37 @@ pub async fn serve(listener: TcpListener, ctx: Arc<AdminContext>, shutdown: Shut
                     Ok(_) => {}
                 }
                 let line = String::from_utf8_lossy(&buf).trim().to_string();
-                // Dumps and deletes walk every shard: off the runtime's
-                // workers, and one at a time, so neither the flush nor the
-                // other listeners wait on an admin client, and memory holds
-                // one dump at most.
+                if let Some(kind) = dump_kind(line.split_whitespace().next().unwrap_or("")) {
+                    // Streamed: a shard's text at a time through a small
+                    // channel, written while the next shard is read.
+                    let (chunks, mut received) = tokio::sync::mpsc::channel::<String>(2);
+                    let worker = ctx.clone();
+                    let dumping = tokio::task::spawn_blocking(move || {
+                        let _one = worker.heavy.lock();
+                        stream_dump(&worker.aggregator, kind, &mut |chunk| {
+                            chunks.blocking_send(chunk).is_ok()
+                        });
+                    });
+                    let mut failed = false;
+                    while let Some(chunk) = received.recv().await {
+                        if write.write_all(chunk.as_bytes()).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    drop(received);
+                    if dumping.await.is_err() || failed {
+                        break;
+                    }
+                    continue;
+                }
+                // Deletes walk every shard: off the runtime's workers, and
+                // one at a time, so neither the flush nor the other
+                // listeners wait on an admin client.
                 let worker = ctx.clone();
                 let heavy = matches!(
                     line.split_whitespace().next().unwrap_or(""),
-                    "counters" | "timers" | "gauges" | "sets" | "delcounters" | "deltimers" | "delgauges" | "delsets"
+                    "delcounters" | "deltimers" | "delgauges" | "delsets"
                 );
                 let reply = match tokio::task::spawn_blocking(move || {
                     let _one = heavy.then(|| worker.heavy.lock());

@@ -66,6 +66,7 @@ counters! {
     WhisperErrors: "whisper_errors", WhenNonZero, "Failed whisper file operations (corrupt, unwritable or unreadable files).";
     WhisperNamesRejected: "whisper_names_rejected", WhenNonZero, "Metric names the whisper store refused as unsafe paths.";
     WhisperFilesReplaced: "whisper_files_replaced", WhenNonZero, "Empty or header-only whisper files (an interrupted creation) replaced.";
+    WhisperStaleHandlesClosed: "whisper_stale_handles_closed", WhenNonZero, "Handles of deleted or replaced whisper files closed after a full disk (their space freed).";
     CarbonPointsReceived: "carbon_points_received", WhenNonZero, "Points received over carbon's line and pickle protocols.";
     CarbonBadLines: "carbon_bad_lines", WhenNonZero, "Carbon lines (or pickle points) skipped as malformed or too long.";
     CarbonNanDropped: "carbon_nan_dropped", WhenNonZero, "Received carbon points whose value was NaN (dropped, as carbon does).";

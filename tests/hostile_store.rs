@@ -315,3 +315,103 @@ fn writer_queues_are_bounded_in_points_and_report_their_depth() {
     );
     assert!(sluice.terminate().success());
 }
+
+/// A small tmpfs mounted for one test (root only), unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+// Regression: after a full disk, `rm` of files nobody writes any more
+// freed nothing (the writers' cached handles held the deleted inodes), so
+// every new metric kept failing with ENOSPC; carbon-cache, which opens per
+// write, recovers at once.
+#[test]
+fn deleting_files_on_a_full_disk_frees_space_for_new_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("disk");
+    let Some(_disk) = SmallDisk::mount(&store, "1m") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    // 1 s x 10 min: two pages per file, so the 1 MiB disk holds ~120.
+    let config = common::store_config(
+        dir.path(),
+        &store,
+        "1s:10m",
+        "[flush]\ndelete_counters = true\n",
+    );
+    let (sluice, mut capture) = start_on(config.to_str().unwrap());
+    // Far more files than fit: the disk fills, the rest fail.
+    let old: Vec<String> = (0..150).map(|i| format!("old.m{i:03}:1|c")).collect();
+    for chunk in old.chunks(50) {
+        send_udp(sluice.udp, &[chunk.join("\n").as_bytes()]);
+    }
+    capture.flush_with("stats_counts.old.m000", Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !sluice.log_text().contains("No space left on device") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disk never filled: {}",
+            sluice.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Idle counters are no longer flushed: nobody writes old.* again.
+    std::thread::sleep(Duration::from_millis(2500));
+    std::fs::remove_dir_all(store.join("stats_counts/old")).unwrap();
+    std::fs::remove_dir_all(store.join("stats/old")).unwrap();
+    let new: Vec<String> = (0..20).map(|i| format!("new.m{i:02}:1|c")).collect();
+    let files: Vec<_> = (0..20)
+        .flat_map(|i| {
+            [
+                store.join(format!("stats_counts/new/m{i:02}.wsp")),
+                store.join(format!("stats/new/m{i:02}.wsp")),
+            ]
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let missing = files.iter().filter(|f| !f.exists()).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing} of {} new files never created: the deleted files' space was not freed",
+            files.len()
+        );
+        send_udp(sluice.udp, &[new.join("\n").as_bytes()]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        sluice
+            .log_text()
+            .contains("closed handles of deleted or replaced"),
+        "{}",
+        sluice.log_text()
+    );
+    assert!(sluice.terminate().success());
+}

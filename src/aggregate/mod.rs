@@ -197,8 +197,22 @@ impl Aggregator {
     /// shard is never seen half-updated), sorted by key.
     pub fn dump(&self, kind: Kind) -> Vec<(String, Dumped)> {
         let mut out = Vec::new();
+        self.dump_each(kind, &mut |entries| {
+            out.extend(entries);
+            true
+        });
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The live values of `kind`, one shard at a time, each shard's sorted
+    /// by name and handed to `each` after its lock is released; stops when
+    /// `each` returns false. Memory holds one shard's entries.
+    pub fn dump_each(&self, kind: Kind, each: &mut dyn FnMut(Vec<(String, Dumped)>) -> bool) {
         let name = |k: &Key| String::from_utf8_lossy(k).into_owned();
-        for shard in self.shards() {
+        for i in 0..self.shards.len() {
+            let mut out = Vec::new();
+            let shard = self.lock(i);
             match kind {
                 Kind::Counter => out.extend(
                     shard
@@ -228,9 +242,12 @@ impl Aggregator {
                     (name(k), Dumped::Strings(m))
                 })),
             }
+            drop(shard);
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            if !out.is_empty() && !each(out) {
+                return;
+            }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
     }
 
     /// Deletes the keys of `kind` that `matches`; returns their names.

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,6 +73,7 @@ impl WriterPool {
         let queued_points = settings.queued_points.clone();
         let mut queues = Vec::new();
         let mut threads = Vec::new();
+        let out_of_space = Arc::new(AtomicU64::new(0));
         for index in 0..writers {
             let (tx, rx) = sync_channel(settings.queue_flushes.max(1));
             let mut writer = Writer::new(
@@ -81,6 +82,7 @@ impl WriterPool {
                 stats.clone(),
                 (index, writers, router.clone()),
             );
+            writer.out_of_space = out_of_space.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("whisper-{index}"))
                 .spawn(move || writer.run(rx));
@@ -190,6 +192,19 @@ pub struct Writer {
     /// kind of trouble never hides the other.
     names_log: LogLimit,
     errors_log: LogLimit,
+    /// Bumped by any writer that meets a full disk; each writer then drops
+    /// its handles of deleted or replaced files, whose space is only freed
+    /// when the last handle closes.
+    out_of_space: Arc<AtomicU64>,
+    out_of_space_seen: u64,
+    last_trim: Option<Instant>,
+}
+
+/// Least time between two trims of one writer's open files.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+fn is_out_of_space(error: &WhisperError) -> bool {
+    matches!(error, WhisperError::Io(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
 }
 
 impl Writer {
@@ -216,11 +231,39 @@ impl Writer {
             max_open: (settings.max_open_files / writers.max(1)).max(16),
             names_log: LogLimit::per_second(),
             errors_log: LogLimit::per_second(),
+            out_of_space: Arc::new(AtomicU64::new(0)),
+            out_of_space_seen: 0,
+            last_trim: None,
+        }
+    }
+
+    /// After a full disk anywhere in the pool: closes the handles of files
+    /// that were deleted or replaced, so `rm` frees space at once.
+    fn trim_after_full_disk(&mut self) {
+        let alarms = self.out_of_space.load(Ordering::Relaxed);
+        if alarms == self.out_of_space_seen
+            || self.last_trim.is_some_and(|t| t.elapsed() < TRIM_EVERY)
+        {
+            return;
+        }
+        self.out_of_space_seen = alarms;
+        self.last_trim = Some(Instant::now());
+        let before = self.files.len();
+        self.files.retain(|_, open| !open.file.is_stale(&open.path));
+        let closed = before - self.files.len();
+        if closed > 0 {
+            self.stats
+                .add(Counter::WhisperStaleHandlesClosed, closed as u64);
+            tracing::info!(
+                closed,
+                "disk full: closed handles of deleted or replaced whisper files"
+            );
         }
     }
 
     fn run(&mut self, queue: Receiver<Arc<PointBatch>>) {
         loop {
+            self.trim_after_full_disk();
             match queue.recv_timeout(CACHE_DRAIN) {
                 Ok(first) => {
                     let mut pending = vec![first];
@@ -441,6 +484,9 @@ impl Writer {
     }
 
     fn failed(&mut self, name: &str, error: &WhisperError) {
+        if is_out_of_space(error) {
+            self.out_of_space.fetch_add(1, Ordering::Relaxed);
+        }
         let n = self.stats.add(Counter::WhisperErrors, 1);
         if let Some(suppressed) = self.errors_log.ready() {
             tracing::warn!(metric = %name, error = %error, errors_total = n, suppressed,
