@@ -12,4 +12,4 @@ scripts/whisper-fixtures.sh
 cargo build --locked --all-targets
 cargo test --locked --all-targets
 scripts/package-test.sh
-scripts/fuzz.sh 20
+scripts/fuzz.sh 30
