@@ -334,13 +334,13 @@ fn sluice_with_http(store: &Path, dir: &Path) -> common::Sluice {
     ])
 }
 
-#[test]
-fn render_and_find_agree_with_graphite_web() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("whisper");
+/// graphite-web and sluice on the same store (made under `dir`), sluice's
+/// index scanned; sluice's HTTP address.
+fn both_on(dir: &Path) -> (GraphiteWeb, common::Sluice, std::net::SocketAddr) {
+    let root = dir.join("whisper");
     store(&root);
     let web = GraphiteWeb::start(&root);
-    let sluice = sluice_with_http(&root, dir.path());
+    let sluice = sluice_with_http(&root, dir);
     let ours = sluice.logged_addr("http").expect("sluice's http address");
     // The index is scanned in the background at start.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -348,6 +348,13 @@ fn render_and_find_agree_with_graphite_web() {
         assert!(std::time::Instant::now() < deadline, "no index scan");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (web, sluice, ours)
+}
+
+#[test]
+fn render_and_find_agree_with_graphite_web() {
+    let dir = tempfile::tempdir().unwrap();
+    let (web, _sluice, ours) = both_on(dir.path());
 
     let mut requests: Vec<String> = Vec::new();
     for target in targets() {
@@ -499,16 +506,7 @@ print(json.dumps(plain(pickle.load(sys.stdin.buffer))))
 #[test]
 fn pickle_replies_unpickle_to_what_graphite_web_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("whisper");
-    store(&root);
-    let web = GraphiteWeb::start(&root);
-    let sluice = sluice_with_http(&root, dir.path());
-    let ours = sluice.logged_addr("http").expect("sluice's http address");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !sluice.log_text().contains("store index scanned") {
-        assert!(std::time::Instant::now() < deadline, "no index scan");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (web, _sluice, ours) = both_on(dir.path());
     let mut failures = Vec::new();
     for (target, from, until) in [
         (A, T0 + 80, T0 + 140),
