@@ -4,45 +4,15 @@
 //! its parts.
 
 use proptest::prelude::*;
-use sluice::graphite::eval::{Context, Limits, Source};
-use sluice::graphite::series::Series;
+use sluice::graphite::eval::{Context, Limits, SyntheticSource};
 use sluice::graphite::target::{parse, Expr};
 use sluice::graphite::time::parse_time;
 
-/// A store with two tiny series, so functions have data to chew on.
-struct Tiny;
-
-impl Source for Tiny {
-    fn expand(&self, pattern: &str) -> Vec<String> {
-        if pattern.contains('*') || pattern == "a.b" {
-            vec!["a.b".into(), "a.c".into()]
-        } else {
-            Vec::new()
-        }
-    }
-
-    fn fetch(&self, name: &str, from: i64, until: i64, _now: i64) -> Option<Series> {
-        let step = 10;
-        let start = from - from.rem_euclid(step) + step;
-        let n = ((until - start) / step).clamp(0, 1000) as usize;
-        let values = (0..n)
-            .map(|i| {
-                if i % 3 == 0 {
-                    None
-                } else {
-                    Some(i as f64 - 5.0)
-                }
-            })
-            .collect();
-        Some(Series::new(
-            name,
-            start,
-            start + n as i64 * step,
-            step,
-            values,
-        ))
-    }
-}
+/// Two tiny series, so functions have data to chew on.
+const TINY: SyntheticSource = SyntheticSource {
+    max_points: 1000,
+    gap_every: 3,
+};
 
 fn print(e: &Expr) -> String {
     match e {
@@ -115,7 +85,7 @@ proptest! {
     fn parsing_and_evaluating_never_panics(target in arb_expr()) {
         if let Ok(expr) = parse(&target) {
             let limits = Limits { max_series: 100, max_points: 100_000 };
-            let ctx = Context::new(1_000_000, 1_003_600, 1_003_600, &Tiny, limits);
+            let ctx = Context::new(1_000_000, 1_003_600, 1_003_600, &TINY, limits);
             let _ = ctx.series(&expr);
         }
     }

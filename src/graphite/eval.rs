@@ -25,6 +25,44 @@ pub trait Source {
     }
 }
 
+/// A store of two made-up series, `a.b` and `a.c` (any glob matches both),
+/// 10 s apart, every `gap_every`-th value None: what property tests and
+/// fuzzers evaluate targets over, with no files.
+pub struct SyntheticSource {
+    /// Values per series at most.
+    pub max_points: usize,
+    /// Every this many values one is None.
+    pub gap_every: usize,
+}
+
+impl Source for SyntheticSource {
+    fn expand(&self, pattern: &str) -> Vec<String> {
+        if crate::store::index::has_glob(pattern) || pattern == "a.b" {
+            vec!["a.b".into(), "a.c".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn fetch(&self, name: &str, from: i64, until: i64, _now: i64) -> Option<Series> {
+        let step = 10;
+        let start = from - from.rem_euclid(step) + step;
+        let n = usize::try_from((until - start) / step)
+            .unwrap_or(0)
+            .min(self.max_points);
+        let values = (0..n)
+            .map(|i| (i % self.gap_every.max(1) != 0).then(|| i as f64 - 5.0))
+            .collect();
+        Some(Series::new(
+            name,
+            start,
+            start + n as i64 * step,
+            step,
+            values,
+        ))
+    }
+}
+
 /// Names fetched together before the points budget is checked again: a
 /// request over its budget stops within one batch.
 const FETCH_BATCH: usize = 64;
