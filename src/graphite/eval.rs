@@ -51,7 +51,7 @@ impl Source for SyntheticSource {
             .unwrap_or(0)
             .min(self.max_points);
         let values = (0..n)
-            .map(|i| (i % self.gap_every.max(1) != 0).then(|| i as f64 - 5.0))
+            .map(|i| (i % self.gap_every.max(1) != 0).then_some(i as f64 - 5.0))
             .collect();
         Some(Series::new(
             name,
