@@ -261,7 +261,7 @@ fn number(v: &Value) -> Option<f64> {
 }
 
 /// Why two json renders differ, or None.
-fn json_difference(ours: &Value, theirs: &Value) -> Option<String> {
+pub(crate) fn json_difference(ours: &Value, theirs: &Value) -> Option<String> {
     let (Some(ours), Some(theirs)) = (ours.as_array(), theirs.as_array()) else {
         return Some("not both arrays".into());
     };

@@ -41,11 +41,19 @@ DEFAULT_XFILES_FACTOR = 0
 CARBONLINK_HOSTS = []
 DATABASES = {"default": {"NAME": os.path.join(BASE, "graphite.db"), "ENGINE": "django.db.backends.sqlite3"}}
 ALLOWED_HOSTS = ["*"]
+CLUSTER_SERVERS = [s for s in os.environ.get("GW_CLUSTER", "").split(",") if s]
 "#;
 
 impl GraphiteWeb {
     /// Starts graphite-web on a free loopback port over `whisper_dir`.
     pub fn start(whisper_dir: &Path) -> GraphiteWeb {
+        GraphiteWeb::start_federating(whisper_dir, &[])
+    }
+
+    /// Starts graphite-web over `whisper_dir` that also reads the nodes
+    /// `cluster` (its CLUSTER_SERVERS), as a federating front end.
+    pub fn start_federating(whisper_dir: &Path, cluster: &[SocketAddr]) -> GraphiteWeb {
+        let cluster: Vec<String> = cluster.iter().map(|a| a.to_string()).collect();
         let base = tempfile::tempdir().expect("graphite-web base dir");
         let conf = base.path().join("conf");
         std::fs::create_dir_all(&conf).unwrap();
@@ -63,6 +71,7 @@ impl GraphiteWeb {
                 .env("DJANGO_SETTINGS_MODULE", "graphite.settings")
                 .env("GW_BASE", base.path())
                 .env("GW_WHISPER", whisper_dir)
+                .env("GW_CLUSTER", cluster.join(","))
                 .stdin(Stdio::null());
         };
         let mut migrate = Command::new(python);
