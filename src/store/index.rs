@@ -295,6 +295,19 @@ fn walk(tree: &Tree, node: u32, globs: &[Glob], out: &mut Vec<(u32, bool)>, limi
                 visit(child, out);
             }
         }
+        Glob::Wildcard(pattern) => {
+            for child in tree.children(node) {
+                if out.len() >= limit {
+                    return;
+                }
+                if wildcard_match(
+                    pattern,
+                    tree.component(tree.nodes[child as usize].component),
+                ) {
+                    visit(child, out);
+                }
+            }
+        }
         Glob::Pattern(re) => {
             for child in tree.children(node) {
                 if out.len() >= limit {
@@ -307,6 +320,41 @@ fn walk(tree: &Tree, node: u32, globs: &[Glob], out: &mut Vec<(u32, bool)>, limi
         }
     }
 }
+
+/// `*` (any run) and `?` (one character) against `text`, the other
+/// characters literal: the usual two-cursor match, backtracking only to
+/// the last `*`, so at most pattern x text steps (patterns with few stars
+/// only; see [`MAX_WILDCARD_STARS`]).
+fn wildcard_match(pattern: &[char], text: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(c) if *c == '?' || *c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+/// Stars a component may hold to be matched by [`wildcard_match`]; more go
+/// to a compiled regex, linear whatever the pattern.
+const MAX_WILDCARD_STARS: usize = 4;
 
 /// Splits a path expression at the dots that are not inside `{...}` or
 /// `[...]`.
@@ -340,6 +388,9 @@ pub fn has_glob(pattern: &str) -> bool {
 /// One component of a path expression.
 enum Glob {
     Literal(String),
+    /// Only `*` and `?`: matched without compiling anything (most
+    /// queries: `*`, `s00*`, `*.count`).
+    Wildcard(Vec<char>),
     Pattern(regex::Regex),
 }
 
@@ -347,6 +398,9 @@ impl Glob {
     fn new(component: &str) -> Glob {
         if !has_glob(component) {
             return Glob::Literal(component.to_string());
+        }
+        if !component.contains(['[', '{']) && component.matches('*').count() <= MAX_WILDCARD_STARS {
+            return Glob::Wildcard(component.chars().collect());
         }
         let mut re = String::from("^(?:");
         glob_to_regex(component, &mut re);
@@ -452,6 +506,39 @@ fn split_alternatives(inner: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcards_match_as_the_regex_of_the_same_glob() {
+        // Every pattern over {a, b, *, ?} up to 4 long against every text
+        // over {a, b, é} up to 5 long.
+        fn words(alphabet: &[char], max: usize) -> Vec<String> {
+            let mut all = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}")))
+                    .collect();
+                all.extend(last.iter().cloned());
+            }
+            all
+        }
+        let texts = words(&['a', 'b', 'é'], 5);
+        for pattern in words(&['a', 'b', '*', '?'], 4) {
+            let mut re = String::from("^(?:");
+            glob_to_regex(&pattern, &mut re);
+            re.push_str(")$");
+            let re = regex::Regex::new(&re).unwrap();
+            let chars: Vec<char> = pattern.chars().collect();
+            for text in &texts {
+                assert_eq!(
+                    wildcard_match(&chars, text),
+                    re.is_match(text),
+                    "{pattern:?} on {text:?}"
+                );
+            }
+        }
+    }
 
     fn index() -> NameIndex {
         let i = NameIndex::default();
