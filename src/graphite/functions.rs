@@ -147,6 +147,9 @@ functions! {
     "scale", "Transform", [SERIES, p("factor", Float, true)], scale, "Multiplies every value by a factor.";
     "scaleToSeconds", "Transform", [SERIES, p("seconds", Float, true)], scale_to_seconds, "Scales each value to a per-`seconds` rate.";
     "offset", "Transform", [SERIES, p("factor", Float, true)], offset, "Adds a constant to every value.";
+    "isNonNull", "Transform", [SERIES], |c, k| map_all(c, k, "isNonNull", |v| Some(if v.is_some() { 1.0 } else { 0.0 })), "1 where a value is known, else 0.";
+    "log", "Transform", [SERIES, p("base", Integer, false)], logarithm, "Logarithms in a base (None at or below 0).";
+    "offsetToZero", "Transform", [SERIES], offset_to_zero, "Each series less its minimum.";
     "absolute", "Transform", [SERIES], |c, k| map_values(c, k, "absolute", |v| Some(v.abs())), "Absolute values.";
     "invert", "Transform", [SERIES], |c, k| map_values(c, k, "invert", |v| if v == 0.0 { None } else { Some(1.0 / v) }), "1/value (None at 0).";
     "squareRoot", "Transform", [SERIES], |c, k| map_values(c, k, "squareRoot", |v| if v < 0.0 { None } else { Some(v.sqrt()) }), "Square roots (None below 0).";
@@ -175,10 +178,15 @@ functions! {
     "highestAverage", "Filter Series", [SERIES, p("n", Integer, false)], |c, k| top(c, k, Stat::Average, true), "The n series with the highest mean.";
     "lowestCurrent", "Filter Series", [SERIES, p("n", Integer, false)], |c, k| top(c, k, Stat::Current, false), "The n series with the lowest last value.";
     "lowestAverage", "Filter Series", [SERIES, p("n", Integer, false)], |c, k| top(c, k, Stat::Average, false), "The n series with the lowest mean.";
-    "currentAbove", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_stat(c, k, Stat::Current, true), "Series whose last value is above n.";
-    "currentBelow", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_stat(c, k, Stat::Current, false), "Series whose last value is at or below n.";
-    "averageAbove", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_stat(c, k, Stat::Average, true), "Series whose mean is above n.";
-    "maximumAbove", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_stat(c, k, Stat::Max, true), "Series whose maximum is above n.";
+    "currentAbove", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_named(c, k, "last", ">"), "Series whose last value is above n.";
+    "currentBelow", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_named(c, k, "last", "<="), "Series whose last value is at or below n (or that have none).";
+    "averageAbove", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_named(c, k, "average", ">"), "Series whose mean is above n.";
+    "averageBelow", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_named(c, k, "average", "<="), "Series whose mean is at or below n (or that have none).";
+    "maximumAbove", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_named(c, k, "max", ">"), "Series whose maximum is above n.";
+    "maximumBelow", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_named(c, k, "max", "<="), "Series whose maximum is at or below n (or that have none).";
+    "minimumAbove", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_named(c, k, "min", ">"), "Series whose minimum is above n.";
+    "minimumBelow", "Filter Series", [SERIES, p("n", Float, true)], |c, k| filter_named(c, k, "min", "<="), "Series whose minimum is at or below n (or that have none).";
+    "filterSeries", "Filter Series", [SERIES, p("func", AggFunc, true), p("operator", Text, true), p("threshold", Float, true)], filter_series, "Series whose func over the window passes operator threshold.";
     "removeEmptySeries", "Filter Series", [SERIES, p("xFilesFactor", Float, false)], remove_empty, "Drops series with no value.";
     "removeAboveValue", "Filter Data", [SERIES, p("n", Float, true)], |c, k| remove_values(c, k, true), "Values above n become None.";
     "removeBelowValue", "Filter Data", [SERIES, p("n", Float, true)], |c, k| remove_values(c, k, false), "Values below n become None.";
@@ -187,6 +195,7 @@ functions! {
     "limit", "Filter Series", [SERIES, p("n", Integer, true)], limit, "The first n series.";
     "sortByName", "Sorting", [SERIES, p("natural", Boolean, false), p("reverse", Boolean, false)], sort_by_name, "Sorted by name.";
     "sortByMaxima", "Sorting", [SERIES], |c, k| sort_by(c, k, Stat::Max, true), "Sorted by maximum, highest first.";
+    "sortByMinima", "Sorting", [SERIES], sort_by_minima, "Series with a positive maximum, sorted by minimum, lowest first.";
     "sortByTotal", "Sorting", [SERIES], |c, k| sort_by(c, k, Stat::Total, true), "Sorted by total, highest first.";
     "alias", "Alias", [SERIES, p("newName", Text, true)], alias, "Renames the series.";
     "aliasByNode", "Alias", [SERIES, many("nodes", Node)], alias_by_node, "Renames each series to some of its nodes.";
@@ -716,6 +725,65 @@ fn map_values(
         let name = format!("{label}({})", s.name);
         renamed(s, name);
     }
+    Ok(series)
+}
+
+/// Like `map_values`, but `f` also sees the None values.
+fn map_all(
+    ctx: &Context<'_>,
+    call: &Call<'_>,
+    label: &str,
+    f: impl Fn(Option<f64>) -> Option<f64>,
+) -> Result<Vec<Series>, EvalError> {
+    let mut series = call.series(ctx, 0)?;
+    for s in &mut series {
+        s.values = s.values.iter().map(|v| f(*v)).collect();
+        let name = format!("{label}({})", s.name);
+        renamed(s, name);
+    }
+    Ok(series)
+}
+
+fn logarithm(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalError> {
+    let base = call.number(ctx, 1, "base")?.unwrap_or(10.0);
+    let mut series = call.series(ctx, 0)?;
+    for s in &mut series {
+        s.values = s
+            .values
+            .iter()
+            .map(|v| v.filter(|v| *v > 0.0).map(|v| v.ln() / base.ln()))
+            .collect();
+        let name = format!("log({}, {})", s.name, fmt_g(base));
+        renamed(s, name);
+    }
+    Ok(series)
+}
+
+fn offset_to_zero(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalError> {
+    let mut series = call.series(ctx, 0)?;
+    for s in &mut series {
+        let minimum = aggregate_values("min", &s.values).flatten();
+        if let Some(minimum) = minimum {
+            s.values = s.values.iter().map(|v| v.map(|v| v - minimum)).collect();
+        }
+        let name = format!("offsetToZero({})", s.name);
+        renamed(s, name);
+    }
+    Ok(series)
+}
+
+fn sort_by_minima(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalError> {
+    let mut series: Vec<Series> = call
+        .series(ctx, 0)?
+        .into_iter()
+        .filter(|s| aggregate_values("max", &s.values).flatten().unwrap_or(0.0) > 0.0)
+        .collect();
+    let key = |s: &Series| {
+        aggregate_values("min", &s.values)
+            .flatten()
+            .unwrap_or(f64::NEG_INFINITY)
+    };
+    series.sort_by(|a, b| key(a).total_cmp(&key(b)));
     Ok(series)
 }
 
@@ -1286,22 +1354,63 @@ fn top(
     Ok(series)
 }
 
-fn filter_stat(
+/// graphite-web's operator table: an unknown stat (no values) passes
+/// `!=`, `<` and `<=`, and fails the others.
+fn passes(operator: &str, value: Option<f64>, threshold: f64) -> Option<bool> {
+    Some(match operator {
+        "=" => value.is_some_and(|v| v == threshold),
+        "!=" => value.is_none_or(|v| v != threshold),
+        ">" => value.is_some_and(|v| v > threshold),
+        ">=" => value.is_some_and(|v| v >= threshold),
+        "<" => value.is_none_or(|v| v < threshold),
+        "<=" => value.is_none_or(|v| v <= threshold),
+        _ => return None,
+    })
+}
+
+/// The series whose `func` over their values passes `operator threshold`.
+fn filter_by(series: Vec<Series>, func: &str, operator: &str, threshold: f64) -> Vec<Series> {
+    series
+        .into_iter()
+        .filter(|s| {
+            let value = aggregate_values(func, &s.values).flatten();
+            passes(operator, value, threshold).unwrap_or(false)
+        })
+        .collect()
+}
+
+/// currentAbove, averageBelow, ...: filterSeries with a fixed func and operator.
+fn filter_named(
     ctx: &Context<'_>,
     call: &Call<'_>,
-    which: Stat,
-    above: bool,
+    func: &str,
+    operator: &str,
 ) -> Result<Vec<Series>, EvalError> {
     let n = call.required_number(ctx, 1, "n")?;
-    Ok(call
-        .series(ctx, 0)?
-        .into_iter()
-        .filter(|s| match stat(s, which) {
-            Some(v) if above => v > n,
-            Some(v) => v <= n,
-            None => false,
-        })
-        .collect())
+    Ok(filter_by(call.series(ctx, 0)?, func, operator, n))
+}
+
+fn filter_series(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalError> {
+    let func = call
+        .string(ctx, 1, "func")?
+        .ok_or_else(|| bad(call, "func is required"))?;
+    let operator = call
+        .string(ctx, 2, "operator")?
+        .ok_or_else(|| bad(call, "operator is required"))?;
+    let threshold = call.required_number(ctx, 3, "threshold")?;
+    if aggregate_values(&func, &[]).is_none() {
+        return Err(bad(
+            call,
+            format!("Unsupported aggregation function: {func}"),
+        ));
+    }
+    if passes(&operator, None, 0.0).is_none() {
+        return Err(bad(
+            call,
+            format!("Unsupported operator: {operator} (=, !=, >, >=, <, <=)"),
+        ));
+    }
+    Ok(filter_by(call.series(ctx, 0)?, &func, &operator, threshold))
 }
 
 fn remove_empty(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalError> {
