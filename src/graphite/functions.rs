@@ -202,6 +202,10 @@ functions! {
     "aliasByMetric", "Alias", [SERIES], alias_by_metric, "Renames each series to its last node.";
     "aliasSub", "Alias", [SERIES, p("search", Text, true), p("replace", Text, true)], alias_sub, "Renames with a regex substitution.";
     "legendValue", "Alias", [SERIES, many("valueTypes", Text)], legend_value, "Appends summary values to the name.";
+    "sumSeriesWithWildcards", "Combine", [SERIES, many("position", Node)], |c, k| with_wildcards(c, k, Some("sum")), "Sums the series that are equal but for the given nodes.";
+    "averageSeriesWithWildcards", "Combine", [SERIES, many("position", Node)], |c, k| with_wildcards(c, k, Some("average")), "Averages the series that are equal but for the given nodes.";
+    "multiplySeriesWithWildcards", "Combine", [SERIES, many("position", Node)], |c, k| with_wildcards(c, k, Some("multiply")), "Multiplies the series that are equal but for the given nodes.";
+    "aggregateWithWildcards", "Combine", [SERIES, p("func", AggFunc, true), many("position", Node)], |c, k| with_wildcards(c, k, None), "Combines with func the series that are equal but for the given nodes.";
     "groupByNode", "Combine", [SERIES, p("nodeNum", Node, true), p("callback", AggFunc, false)], group_by_node, "Groups series by one node and combines each group.";
     "groupByNodes", "Combine", [SERIES, p("callback", AggFunc, true), many("nodes", Node)], group_by_nodes, "Groups series by several nodes and combines each group.";
     "constantLine", "Special", [p("value", Float, true)], constant_line, "A horizontal line.";
@@ -1692,6 +1696,51 @@ fn group(series: Vec<Series>, keys: Vec<String>, func: &str) -> Vec<Series> {
             Some(out)
         })
         .collect()
+}
+
+/// aggregateWithWildcards and its fixed-function forms: series grouped by
+/// their name without the nodes at the given positions (in first-seen
+/// order), each group combined and named by that key.
+fn with_wildcards(
+    ctx: &Context<'_>,
+    call: &Call<'_>,
+    fixed: Option<&str>,
+) -> Result<Vec<Series>, EvalError> {
+    let (func, first_position) = match fixed {
+        Some(func) => (func.to_string(), 1),
+        None => (
+            call.string(ctx, 1, "func")?
+                .ok_or_else(|| bad(call, "func is required"))?,
+            2,
+        ),
+    };
+    if aggregate_values(&func, &[]).is_none() {
+        return Err(bad(
+            call,
+            format!("Unsupported aggregation function: {func}"),
+        ));
+    }
+    let mut positions = Vec::new();
+    for value in nodes_arg(ctx, call, first_position)? {
+        match value {
+            Value::Number(n) => positions.push(n as i64),
+            _ => return Err(bad(call, "positions must be numbers")),
+        }
+    }
+    let series = call.series(ctx, 0)?;
+    let keys = series
+        .iter()
+        .map(|s| {
+            s.name
+                .split('.')
+                .enumerate()
+                .filter(|(i, _)| !positions.contains(&(*i as i64)))
+                .map(|(_, part)| part)
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .collect();
+    Ok(group(series, keys, &func))
 }
 
 fn group_by_node(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalError> {
