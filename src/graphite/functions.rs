@@ -723,13 +723,7 @@ fn map_values(
     label: &str,
     f: impl Fn(f64) -> Option<f64>,
 ) -> Result<Vec<Series>, EvalError> {
-    let mut series = call.series(ctx, 0)?;
-    for s in &mut series {
-        s.values = s.values.iter().map(|v| v.and_then(&f)).collect();
-        let name = format!("{label}({})", s.name);
-        renamed(s, name);
-    }
-    Ok(series)
+    map_all(ctx, call, label, |v| v.and_then(&f))
 }
 
 /// Like `map_values`, but `f` also sees the None values.

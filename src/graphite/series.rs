@@ -261,41 +261,22 @@ impl Normalized<'_> {
     pub fn fold(&self, fold: Fold) -> Vec<Option<f64>> {
         let mut acc: Vec<f64> = vec![0.0; self.len];
         let mut known: Vec<u32> = vec![0; self.len];
-        if matches!(fold, Fold::Sum | Fold::Average | Fold::Count) {
-            // Branch-free: adding 0.0 for None changes no sum (Python's
-            // sum starts from 0 as well).
-            for row in &self.rows {
-                for ((a, n), v) in acc.iter_mut().zip(known.iter_mut()).zip(row.iter()) {
-                    *a += v.unwrap_or(0.0);
-                    *n += u32::from(v.is_some());
-                }
-            }
-            return acc
-                .iter()
-                .zip(&known)
-                .map(|(a, n)| {
-                    (*n > 0).then(|| match fold {
-                        Fold::Average => a / f64::from(*n),
-                        Fold::Count => f64::from(*n),
-                        _ => *a,
-                    })
-                })
-                .collect();
-        }
         for row in &self.rows {
             for ((a, n), v) in acc.iter_mut().zip(known.iter_mut()).zip(row.iter()) {
-                let Some(v) = *v else { continue };
-                *a = if *n == 0 {
-                    v
-                } else {
-                    match fold {
-                        Fold::Sum | Fold::Average => *a + v,
-                        Fold::Max => a.max(v),
-                        Fold::Min => a.min(v),
-                        Fold::Count => 0.0,
+                match fold {
+                    // Branch-free: adding 0.0 for None changes no sum
+                    // (Python's sum starts from 0 as well).
+                    Fold::Sum | Fold::Average | Fold::Count => *a += v.unwrap_or(0.0),
+                    Fold::Max | Fold::Min => {
+                        let Some(v) = *v else { continue };
+                        *a = match (*n, fold) {
+                            (0, _) => v,
+                            (_, Fold::Max) => a.max(v),
+                            _ => a.min(v),
+                        };
                     }
-                };
-                *n += 1;
+                }
+                *n += u32::from(v.is_some());
             }
         }
         acc.iter()
