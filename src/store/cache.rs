@@ -5,7 +5,7 @@
 //! dropped and counted, like carbon's MAX_CACHE_SIZE); readable by the
 //! read API before the points reach disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -25,7 +25,32 @@ pub fn router() -> ahash::RandomState {
     ahash::RandomState::with_seeds(1, 2, 3, 4)
 }
 
-type Shard = HashMap<Box<str>, BTreeMap<i64, f64>>;
+/// A metric's points, sorted by timestamp, one per timestamp. Points
+/// mostly arrive in time order, so adding one is usually a push.
+type Points = Vec<(i64, f64)>;
+
+type Shard = HashMap<Box<str>, Points, ahash::RandomState>;
+
+/// Puts `(timestamp, value)` in its place; true when the timestamp is new
+/// (false: an earlier value was replaced).
+fn put(points: &mut Points, timestamp: i64, value: f64) -> bool {
+    match points.last() {
+        Some((last, _)) if *last < timestamp => {}
+        None => {}
+        Some(_) => match points.binary_search_by_key(&timestamp, |(t, _)| *t) {
+            Ok(i) => {
+                points[i].1 = value;
+                return false;
+            }
+            Err(i) => {
+                points.insert(i, (timestamp, value));
+                return true;
+            }
+        },
+    }
+    points.push((timestamp, value));
+    true
+}
 
 /// A metric's drained points, oldest first.
 pub type Drained = (Box<str>, Vec<(i64, f64)>);
@@ -49,7 +74,9 @@ impl ReceivedCache {
     /// A cache holding at most `max_points`.
     pub fn new(max_points: usize) -> ReceivedCache {
         ReceivedCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(ahash::RandomState::new())))
+                .collect(),
             points: AtomicUsize::new(0),
             max_points: AtomicUsize::new(max_points),
             router: router(),
@@ -69,11 +96,15 @@ impl ReceivedCache {
         let full = self.points.load(Ordering::Relaxed) >= self.max_points.load(Ordering::Relaxed);
         match shard.get_mut(name) {
             Some(points) => {
-                if points.insert(timestamp, value).is_none() {
-                    if full {
-                        points.remove(&timestamp);
-                        return false;
-                    }
+                // Full: only a replacement fits.
+                if full
+                    && points
+                        .binary_search_by_key(&timestamp, |(t, _)| *t)
+                        .is_err()
+                {
+                    return false;
+                }
+                if put(points, timestamp, value) {
                     self.points.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -81,7 +112,7 @@ impl ReceivedCache {
                 if full {
                     return false;
                 }
-                shard.insert(name.into(), BTreeMap::from([(timestamp, value)]));
+                shard.insert(name.into(), vec![(timestamp, value)]);
                 self.points.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -100,7 +131,7 @@ impl ReceivedCache {
             }
             for (name, points) in shard.drain() {
                 self.points.fetch_sub(points.len(), Ordering::Relaxed);
-                out.push((name, points.into_iter().collect()));
+                out.push((name, points));
             }
         }
         out
@@ -111,11 +142,7 @@ impl ReceivedCache {
         self.shards[shard_of(&self.router, name)]
             .lock()
             .ok()
-            .and_then(|shard| {
-                shard
-                    .get(name)
-                    .map(|p| p.iter().map(|(t, v)| (*t, *v)).collect())
-            })
+            .and_then(|shard| shard.get(name).cloned())
             .unwrap_or_default()
     }
 
@@ -148,5 +175,25 @@ mod tests {
         let drained: usize = (0..2).map(|i| cache.drain(i, 2).len()).sum();
         assert_eq!(drained, 2);
         assert!(cache.is_empty() && cache.points("a").is_empty());
+    }
+
+    #[test]
+    fn points_out_of_order_come_out_sorted_one_per_timestamp() {
+        let cache = ReceivedCache::new(100);
+        for (t, v) in [
+            (30, 1.0),
+            (10, 2.0),
+            (20, 3.0),
+            (10, 4.0),
+            (40, 5.0),
+            (30, 6.0),
+        ] {
+            assert!(cache.insert("m", t, v));
+        }
+        assert_eq!(
+            cache.points("m"),
+            vec![(10, 4.0), (20, 3.0), (30, 6.0), (40, 5.0)]
+        );
+        assert_eq!(cache.len(), 4);
     }
 }

@@ -158,7 +158,7 @@ enum Combine {
 }
 
 /// How often a writer with no flush to write drains the receivers' cache.
-const CACHE_DRAIN: Duration = Duration::from_millis(100);
+const CACHE_DRAIN: Duration = Duration::from_millis(50);
 
 /// An open file and the slot its flushes are filling.
 struct OpenFile {
@@ -186,7 +186,7 @@ pub struct Writer {
     queued_points: Arc<AtomicUsize>,
     schemas: Arc<Schemas>,
     stats: Arc<Telemetry>,
-    files: HashMap<String, OpenFile>,
+    files: HashMap<String, OpenFile, ahash::RandomState>,
     max_open: usize,
     /// Refused names and failed writes are rate-limited apart, so one
     /// kind of trouble never hides the other.
@@ -227,7 +227,7 @@ impl Writer {
             queued_points: settings.queued_points.clone(),
             schemas,
             stats,
-            files: HashMap::new(),
+            files: HashMap::with_hasher(ahash::RandomState::new()),
             max_open: (settings.max_open_files / writers.max(1)).max(16),
             names_log: LogLimit::per_second(),
             errors_log: LogLimit::per_second(),
