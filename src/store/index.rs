@@ -391,7 +391,7 @@ enum Glob {
     /// Only `*` and `?`: matched without compiling anything (most
     /// queries: `*`, `s00*`, `*.count`).
     Wildcard(Vec<char>),
-    Pattern(regex::Regex),
+    Pattern(regex_automata::meta::Regex),
 }
 
 impl Glob {
@@ -405,7 +405,10 @@ impl Glob {
         let mut re = String::from("^(?:");
         glob_to_regex(component, &mut re);
         re.push_str(")$");
-        match regex::Regex::new(&re) {
+        let compiled = regex_automata::meta::Regex::builder()
+            .configure(regex_automata::meta::Config::new().dfa(false))
+            .build(&re);
+        match compiled {
             Ok(r) => Glob::Pattern(r),
             // A malformed glob matches only itself.
             Err(_) => Glob::Literal(component.to_string()),
