@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::graphite::{ReadApi, ReadLimits};
 use crate::http::{self, HttpContext, HttpSettings};
 use crate::ingest::tcp::TcpLimits;
-use crate::ingest::{tcp, udp, IngestContext};
+use crate::ingest::{tcp, udp, Aggregating, IngestContext};
 use crate::receive::{self, ReceiveContext, Relay};
 use crate::shutdown::{Listeners, ShutdownTrigger};
 use crate::sink::SinkHandle;
@@ -130,7 +130,7 @@ pub async fn run(
         for (i, socket) in group.into_iter().enumerate() {
             let (ingest, stop) = (ingest.clone(), stop.clone());
             listeners.spawn_thread(format!("udp-{}-{i}", addr.port()), move || {
-                udp::receive_loop(socket, ingest, stop)
+                udp::receive_loop(socket, Aggregating::new(ingest), stop)
             })?;
         }
     }
@@ -144,7 +144,16 @@ pub async fn run(
         let listener = tokio::net::TcpListener::from_std(listener)?;
         listeners.spawn(
             "tcp",
-            tcp::serve(listener, ingest.clone(), limits, stop.clone()),
+            tcp::serve(
+                listener,
+                {
+                    let ingest = ingest.clone();
+                    move || Aggregating::new(ingest.clone())
+                },
+                telemetry.clone(),
+                limits,
+                stop.clone(),
+            ),
         );
     }
     let receive = Arc::new(ReceiveContext {

@@ -13,6 +13,48 @@ use crate::aggregate::{Aggregator, ShardBatch};
 use crate::protocol::statsd::{lines, parse_line, parse_plain, BadSample, Line};
 use crate::telemetry::{unix_now_rounded, BatchTally, Telemetry};
 
+/// What a receiver does with the packets it reads: the agent aggregates
+/// them ([`Aggregating`]), the proxy forwards them. One receive loop per
+/// transport serves both.
+pub trait Packets: Send + 'static {
+    /// One packet: a datagram, or the complete lines of a TCP read.
+    fn packet(&mut self, packet: &[u8]);
+    /// The end of a receive batch: publish what the batch held.
+    fn commit(&mut self);
+    /// Where the receive loops count refusals, over-long lines and drops.
+    fn telemetry(&self) -> &Telemetry;
+}
+
+/// The agent's receivers: packets parsed into shard updates.
+pub struct Aggregating {
+    ctx: Arc<IngestContext>,
+    parser: PacketParser,
+}
+
+impl Aggregating {
+    /// A receiver's state over the shared context.
+    pub fn new(ctx: Arc<IngestContext>) -> Aggregating {
+        Aggregating {
+            ctx,
+            parser: PacketParser::default(),
+        }
+    }
+}
+
+impl Packets for Aggregating {
+    fn packet(&mut self, packet: &[u8]) {
+        self.parser.packet(&self.ctx, packet);
+    }
+
+    fn commit(&mut self) {
+        self.parser.commit(&self.ctx);
+    }
+
+    fn telemetry(&self) -> &Telemetry {
+        &self.ctx.telemetry
+    }
+}
+
 /// What every receiver shares.
 pub struct IngestContext {
     /// Where samples go.

@@ -11,10 +11,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{IngestContext, PacketParser};
+use super::Packets;
 use crate::net::accept_loop;
 use crate::shutdown::Shutdown;
-use crate::telemetry::{Counter, LogLimit};
+use crate::telemetry::{Counter, LogLimit, Telemetry};
 
 const READ_SIZE: usize = 64 * 1024;
 
@@ -33,9 +33,11 @@ pub struct TcpLimits {
 /// Accepts connections until `shutdown`, then waits for every connection
 /// to drain what it holds. A connection over the limit is closed at once
 /// and counted; the refusals are logged at most once a second.
-pub async fn serve(
+/// `receiver` makes each connection's packet handler.
+pub async fn serve<P: Packets>(
     listener: TcpListener,
-    ctx: Arc<IngestContext>,
+    receiver: impl Fn() -> P,
+    telemetry: Arc<Telemetry>,
     limits: TcpLimits,
     shutdown: Shutdown,
 ) {
@@ -46,7 +48,7 @@ pub async fn serve(
         // Reap finished connections as we go.
         while connections.try_join_next().is_some() {}
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            let total = ctx.telemetry.add(Counter::TcpConnectionsRefused, 1);
+            let total = telemetry.add(Counter::TcpConnectionsRefused, 1);
             if let Some(suppressed) = refusals.ready() {
                 tracing::warn!(%peer, limit = limits.max_connections, refused_total = total,
                     suppressed, "TCP connection refused: connection limit reached");
@@ -54,11 +56,11 @@ pub async fn serve(
             drop(stream);
             return;
         };
-        let ctx = ctx.clone();
+        let packets = receiver();
         let shutdown = shutdown.clone();
         let (max_line, idle) = (limits.max_line_length, limits.idle_timeout);
         connections.spawn(async move {
-            handle(stream, &ctx, max_line, idle, shutdown).await;
+            handle(stream, packets, max_line, idle, shutdown).await;
             drop(permit);
         });
     })
@@ -70,13 +72,12 @@ pub async fn serve(
 /// Reads one connection until EOF, error or shutdown.
 async fn handle(
     mut stream: TcpStream,
-    ctx: &IngestContext,
+    mut packets: impl Packets,
     max_line: usize,
     idle: std::time::Duration,
     mut shutdown: Shutdown,
 ) {
     let mut framer = Framer::new(max_line);
-    let mut parser = PacketParser::default();
     let mut chunk = vec![0u8; READ_SIZE];
     // A connection must complete a line every `idle`, or it goes: a client
     // trickling a byte a second (slowloris) holds no slot for ever.
@@ -93,7 +94,7 @@ async fn handle(
                 loop {
                     match stream.try_read(&mut chunk) {
                         Ok(0) | Err(_) => break,
-                        Ok(n) => framer.feed(&chunk[..n], ctx, &mut parser),
+                        Ok(n) => framer.feed(&chunk[..n], &mut packets),
                     }
                 }
                 break;
@@ -105,7 +106,7 @@ async fn handle(
                 if memchr::memchr(b'\n', &chunk[..n]).is_some() {
                     deadline = tokio::time::Instant::now() + idle;
                 }
-                framer.feed(&chunk[..n], ctx, &mut parser)
+                framer.feed(&chunk[..n], &mut packets)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "TCP read failed");
@@ -113,7 +114,7 @@ async fn handle(
             }
         }
     }
-    framer.finish(ctx, &mut parser);
+    framer.finish(&mut packets);
 }
 
 /// Newline framing over a byte stream.
@@ -133,7 +134,7 @@ impl Framer {
         }
     }
 
-    fn feed(&mut self, mut data: &[u8], ctx: &IngestContext, parser: &mut PacketParser) {
+    fn feed(&mut self, mut data: &[u8], packets: &mut impl Packets) {
         if self.skipping {
             match memchr::memchr(b'\n', data) {
                 Some(at) => {
@@ -146,19 +147,19 @@ impl Framer {
         match memchr::memrchr(b'\n', data) {
             Some(last) => {
                 if self.partial.is_empty() {
-                    parser.packet(ctx, &data[..=last]);
+                    packets.packet(&data[..=last]);
                 } else {
                     self.partial.extend_from_slice(&data[..=last]);
-                    parser.packet(ctx, &self.partial);
+                    packets.packet(&self.partial);
                     self.partial.clear();
                 }
-                parser.commit(ctx);
+                packets.commit();
                 self.partial.extend_from_slice(&data[last + 1..]);
             }
             None => self.partial.extend_from_slice(data),
         }
         if self.partial.len() > self.max_line {
-            ctx.telemetry.add(Counter::LinesTooLong, 1);
+            packets.telemetry().add(Counter::LinesTooLong, 1);
             tracing::debug!(
                 bytes = self.partial.len(),
                 limit = self.max_line,
@@ -170,10 +171,10 @@ impl Framer {
     }
 
     /// At close: an unterminated last line still counts.
-    fn finish(&mut self, ctx: &IngestContext, parser: &mut PacketParser) {
+    fn finish(&mut self, packets: &mut impl Packets) {
         if !self.partial.is_empty() && !self.skipping {
-            parser.packet(ctx, &self.partial);
-            parser.commit(ctx);
+            packets.packet(&self.partial);
+            packets.commit();
         }
         self.partial.clear();
     }

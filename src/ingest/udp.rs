@@ -6,10 +6,9 @@
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::{IngestContext, PacketParser};
+use super::Packets;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Counter;
 
@@ -123,13 +122,12 @@ impl MmsgBuffers {
 
 /// Runs one receiver until `shutdown`, then drains the socket and
 /// returns. Meant for its own OS thread.
-pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, shutdown: Shutdown) {
+pub fn receive_loop(socket: UdpSocket, mut packets: impl Packets, shutdown: Shutdown) {
     if let Err(e) = socket.set_read_timeout(Some(POLL)) {
         tracing::error!(error = %e, "cannot set the UDP read timeout; receiver stops");
         return;
     }
     let mut buffers = MmsgBuffers::new();
-    let mut parser = PacketParser::default();
     let mut drops_seen = 0u32;
     loop {
         let draining = shutdown.is_triggered();
@@ -141,14 +139,15 @@ pub fn receive_loop(socket: UdpSocket, ctx: Arc<IngestContext>, shutdown: Shutdo
         match buffers.receive(&socket, flags) {
             Ok(n) => {
                 for i in 0..n {
-                    parser.packet(&ctx, buffers.datagram(i));
+                    packets.packet(buffers.datagram(i));
                 }
-                parser.commit(&ctx);
+                packets.commit();
                 if let Some(drops) = (0..n).filter_map(|i| buffers.drops(i)).max() {
                     // The kernel's count only grows (it wraps at 2^32).
                     let new = drops.wrapping_sub(drops_seen);
                     if new > 0 && new < u32::MAX / 2 {
-                        ctx.telemetry
+                        packets
+                            .telemetry()
                             .add(Counter::KernelDroppedDatagrams, u64::from(new));
                         drops_seen = drops;
                     }
