@@ -14,6 +14,7 @@ pub mod loadgen;
 pub mod net;
 pub mod point;
 pub mod protocol;
+pub mod proxy;
 pub mod receive;
 pub mod shutdown;
 pub mod sink;

@@ -38,6 +38,24 @@ enum Command {
     /// End-to-end load test: starts each target on loopback, sends StatsD
     /// with sendmmsg, and accounts loss, aggregates, CPU and memory exactly.
     Bench(BenchArgs),
+    /// Etsy's cluster proxy: forward each StatsD line unchanged to the
+    /// backend a consistent hash of its name picks (uses --udp, --tcp,
+    /// --admin, --config's [proxy] table and --log-level).
+    Proxy(ProxyArgs),
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// A StatsD backend, host:port[:admin_port] (repeatable); with an admin
+    /// port it is health-checked with the `health` command.
+    #[arg(long = "backend", value_name = "HOST:PORT[:ADMIN_PORT]")]
+    backends: Vec<String>,
+    /// Largest datagram sent to a backend, in bytes (default 1432).
+    #[arg(long)]
+    max_datagram: Option<i64>,
+    /// How often backends are health-checked (default 1s).
+    #[arg(long, value_name = "DURATION")]
+    check_interval: Option<String>,
 }
 
 #[derive(Args)]
@@ -198,6 +216,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Whisper(tool)) => return whisper_tool(tool),
         Some(Command::Bench(args)) => return bench(args),
+        Some(Command::Proxy(args)) => return proxy(&cli.flags, args),
         _ => {}
     }
     let overrides = cli.flags.overrides();
@@ -208,8 +227,24 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run => run(config, overrides),
-        Command::Whisper(_) | Command::Bench(_) => unreachable!("handled above"),
+        Command::Whisper(_) | Command::Bench(_) | Command::Proxy(_) => {
+            unreachable!("handled above")
+        }
     }
+}
+
+fn proxy(flags: &Flags, args: ProxyArgs) -> anyhow::Result<()> {
+    let proxy_flags = sluice::proxy::ProxyFlags {
+        udp: flags.udp.clone(),
+        tcp: flags.tcp.clone(),
+        backends: args.backends,
+        admin: flags.admin.clone(),
+        max_datagram: args.max_datagram,
+        check_interval: args.check_interval,
+    };
+    let config = sluice::proxy::ProxyConfig::load(flags.config.as_deref(), &proxy_flags)?;
+    let _log = init_logging(flags.log_level.as_deref().unwrap_or("info"));
+    sluice::proxy::run(config)
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {

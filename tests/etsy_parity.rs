@@ -62,11 +62,25 @@ fn etsy_stats_js() -> PathBuf {
     path
 }
 
-struct Etsy {
+pub(crate) struct Etsy {
     child: Child,
-    udp: SocketAddr,
+    pub(crate) udp: SocketAddr,
     tcp: SocketAddr,
+    /// The management port (`health`, `stats`...).
+    pub(crate) mgmt: SocketAddr,
     _dir: tempfile::TempDir,
+}
+
+/// Etsy's statsd with its defaults, flushing every second to `carbon`
+/// (for tests that use it as a peer rather than compare with it).
+pub(crate) fn start_plain_etsy(carbon: SocketAddr) -> Etsy {
+    let group = Group {
+        name: "plain",
+        etsy: json!({}),
+        sluice: "",
+        cases: Vec::new(),
+    };
+    start_etsy(&group, carbon)
 }
 
 impl Drop for Etsy {
@@ -133,6 +147,7 @@ fn start_etsy_once(group: &Group, carbon: SocketAddr) -> Etsy {
         child,
         udp: ([127, 0, 0, 1], udp_port).into(),
         tcp: ([127, 0, 0, 1], tcp_port).into(),
+        mgmt: ([127, 0, 0, 1], mgmt_port).into(),
         _dir: dir,
     }
 }

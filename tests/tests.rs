@@ -20,6 +20,7 @@ mod hostile_store;
 mod in_process;
 mod kernel_drops;
 mod parser_props;
+mod proxy;
 mod reload;
 mod render_props;
 mod whisper_fixtures;

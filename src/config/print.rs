@@ -135,6 +135,7 @@ impl Config {
             log: RawLog {
                 level: Some(self.log_level.clone()),
             },
+            proxy: None,
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct RawConfig {
     pub shutdown: RawShutdown,
     #[serde(default)]
     pub log: RawLog,
+    /// `sluice proxy`'s settings (read by `proxy::ProxyConfig`; the agent
+    /// only lets the table through).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone)]

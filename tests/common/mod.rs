@@ -197,7 +197,14 @@ impl Sluice {
             }
         }
         cmd.envs(env.iter().copied());
-        cmd.args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"]);
+        // Fixed addresses in `extra` (a restart on the same ports) replace
+        // the port-0 defaults.
+        if !extra.contains(&"--udp") {
+            cmd.args(["--udp", "127.0.0.1:0"]);
+        }
+        if !extra.contains(&"--tcp") {
+            cmd.args(["--tcp", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--admin") {
             cmd.args(["--admin", ""]);
         }

@@ -18,8 +18,8 @@ pub struct HashRing {
 }
 
 /// The 16-bit position of `key`: int(md5(key).hexdigest()[:4], 16).
-fn position(key: &str) -> u32 {
-    let digest = Md5::digest(key.as_bytes());
+fn position(key: &[u8]) -> u32 {
+    let digest = Md5::digest(key);
     (u32::from(digest[0]) << 8) | u32::from(digest[1])
 }
 
@@ -46,7 +46,7 @@ impl HashRing {
         for (index, (server, instance)) in nodes.iter().enumerate() {
             let key = python_tuple(server, instance.as_deref());
             for i in 0..REPLICAS {
-                let mut pos = position(&format!("{key}:{i}"));
+                let mut pos = position(format!("{key}:{i}").as_bytes());
                 while ring.iter().any(|(p, _)| *p == pos) {
                     pos += 1;
                 }
@@ -62,9 +62,30 @@ impl HashRing {
         if self.ring.is_empty() {
             return 0;
         }
+        self.ring[self.entry_of(metric.as_bytes())].1
+    }
+
+    /// The ring entry `metric` lands on; with [`HashRing::node_after`], a
+    /// caller can skip nodes that are down and keep the entry cached.
+    pub fn entry_of(&self, metric: &[u8]) -> usize {
+        if self.ring.is_empty() {
+            return 0;
+        }
         let pos = position(metric);
-        let at = self.ring.partition_point(|(p, _)| *p < pos) % self.ring.len();
-        self.ring[at].1
+        self.ring.partition_point(|(p, _)| *p < pos) % self.ring.len()
+    }
+
+    /// The node of the entry `steps` after `entry`, wrapping.
+    pub fn node_after(&self, entry: usize, steps: usize) -> usize {
+        if self.ring.is_empty() {
+            return 0;
+        }
+        self.ring[(entry + steps) % self.ring.len()].1
+    }
+
+    /// Entries on the ring (100 per node).
+    pub fn entries(&self) -> usize {
+        self.ring.len()
     }
 }
 
