@@ -23,6 +23,8 @@ need_plain=()
 [ -f /usr/lib/python3/dist-packages/graphite/render/views.py ] || need_plain+=(graphite-web)
 [ -x /usr/sbin/collectd ] || need_plain+=(collectd-core)
 [ -x /usr/bin/carbon-c-relay ] || need_plain+=(carbon-c-relay)
+# VictoriaMetrics: the distributed store sluice forwards into (tests/victoria.rs).
+[ -x /usr/bin/victoria-metrics ] || need_plain+=(victoria-metrics)
 if [ "${#need_plain[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_plain[@]}"

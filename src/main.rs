@@ -60,7 +60,9 @@ struct ProxyArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Targets to measure, in order: sluice, etsy, collectd.
+    /// Targets to measure, in order: sluice, etsy, collectd, sluice-proxy
+    /// (sluice proxy in front of a sluice aggregator), etsy-proxy (Etsy's
+    /// proxy.js in front of the same).
     #[arg(long, value_delimiter = ',', default_value = "sluice,etsy")]
     targets: Vec<String>,
     /// Lines to send.

@@ -23,5 +23,6 @@ mod parser_props;
 mod proxy;
 mod reload;
 mod render_props;
+mod victoria;
 mod whisper_fixtures;
 mod whisper_interop;

@@ -35,6 +35,11 @@ pub enum Target {
     Etsy,
     /// collectd's statsd plugin.
     Collectd,
+    /// `sluice proxy` in front of one sluice aggregator (the proxy is
+    /// measured; the aggregator's flushes are checked).
+    SluiceProxy,
+    /// Etsy's proxy.js (npm) in front of the same sluice aggregator.
+    EtsyProxy,
 }
 
 impl Target {
@@ -44,6 +49,8 @@ impl Target {
             "sluice" => Some(Target::Sluice),
             "etsy" => Some(Target::Etsy),
             "collectd" => Some(Target::Collectd),
+            "sluice-proxy" => Some(Target::SluiceProxy),
+            "etsy-proxy" => Some(Target::EtsyProxy),
             _ => None,
         }
     }
@@ -54,6 +61,8 @@ impl Target {
             Target::Sluice => "sluice",
             Target::Etsy => "etsy-statsd",
             Target::Collectd => "collectd",
+            Target::SluiceProxy => "sluice-proxy",
+            Target::EtsyProxy => "etsy-proxy.js",
         }
     }
 }
@@ -205,10 +214,15 @@ pub fn run(target: Target, w: &Workload) -> std::io::Result<Outcome> {
     let dir = tempfile::tempdir()?;
     let listener = Listener::start()?;
     let port = targets::free_udp_port()?;
-    let mut child = targets::spawn(target, port, listener.addr, w, dir.path())?;
-    let result = measure(target, w, &listener, port, &child);
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut children = targets::spawn(target, port, listener.addr, w, dir.path())?;
+    let result = match children.first() {
+        Some(measured) => measure(target, w, &listener, port, measured),
+        None => Err(std::io::Error::other("no target process")),
+    };
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     result
 }
 
@@ -225,7 +239,7 @@ fn absorbed(target: Target, listener: &Listener, expected: &Expected) -> f64 {
     let counters_want: f64 = expected.counters.iter().sum();
     let counters_lines = expected.lines_of(Type::Counter);
     match target {
-        Target::Sluice | Target::Etsy => {
+        Target::Sluice | Target::Etsy | Target::SluiceProxy | Target::EtsyProxy => {
             let timers_want: f64 = expected.timers.iter().map(|t| t.count).sum();
             scaled(
                 listener.sum_matching("stats_counts.bench.c.", ""),

@@ -11,19 +11,89 @@ pub fn free_udp_port() -> std::io::Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Starts `target` on loopback, flushing to `carbon` every `flush`.
+/// Starts `target` on loopback, listening on `port` and (itself or the
+/// aggregator behind it) flushing to `carbon` every `flush`. The first
+/// process is the one measured; a proxy's aggregator follows it.
 pub fn spawn(
     target: Target,
     port: u16,
     carbon: SocketAddr,
     w: &Workload,
     dir: &std::path::Path,
+) -> std::io::Result<Vec<Child>> {
+    match target {
+        Target::SluiceProxy | Target::EtsyProxy => {
+            let backend = free_udp_port()?;
+            let admin = free_udp_port()?;
+            let aggregator = spawn_daemon(Target::Sluice, backend, carbon, w, dir, Some(admin))?;
+            let proxy = spawn_proxy(target, port, (backend, admin), w, dir)?;
+            Ok(vec![proxy, aggregator])
+        }
+        _ => Ok(vec![spawn_daemon(target, port, carbon, w, dir, None)?]),
+    }
+}
+
+fn quiet(c: &mut Command) {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+}
+
+/// A proxy on `port` forwarding to the aggregator at `backend`
+/// (StatsD port, admin port).
+fn spawn_proxy(
+    target: Target,
+    port: u16,
+    backend: (u16, u16),
+    w: &Workload,
+    dir: &std::path::Path,
 ) -> std::io::Result<Child> {
-    let quiet = |c: &mut Command| {
-        c.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-    };
+    let (statsd, admin) = backend;
+    if target == Target::EtsyProxy {
+        let config = dir.join("proxy.js");
+        let mgmt = free_udp_port()?;
+        std::fs::write(
+            &config,
+            format!(
+                "{{ nodes: [{{host: \"127.0.0.1\", port: {statsd}, adminport: {admin}}}], \
+                 server: \"./servers/udp\", host: \"127.0.0.1\", port: {port}, udp_version: \"udp4\", \
+                 mgmt_address: \"127.0.0.1\", mgmt_port: {mgmt}, forkCount: 0, checkInterval: 1000, cacheSize: 10000 }}"
+            ),
+        )?;
+        let proxy_js = w
+            .etsy_stats_js
+            .parent()
+            .map(|d| d.join("proxy.js"))
+            .unwrap_or_else(|| "proxy.js".into());
+        let mut c = Command::new("node");
+        c.arg(proxy_js).arg(&config);
+        quiet(&mut c);
+        return c.spawn();
+    }
+    let mut c = Command::new(std::env::current_exe()?);
+    c.args([
+        "--udp",
+        &format!("127.0.0.1:{port}"),
+        "--admin",
+        "",
+        "--log-level",
+        "warn",
+        "proxy",
+        "--backend",
+        &format!("127.0.0.1:{statsd}:{admin}"),
+    ]);
+    quiet(&mut c);
+    c.spawn()
+}
+
+fn spawn_daemon(
+    target: Target,
+    port: u16,
+    carbon: SocketAddr,
+    w: &Workload,
+    dir: &std::path::Path,
+    admin: Option<u16>,
+) -> std::io::Result<Child> {
     let flush = format!("{}ms", w.flush.as_millis());
     match target {
         Target::Sluice => {
@@ -34,7 +104,7 @@ pub fn spawn(
                 "--tcp",
                 "127.0.0.1:0",
                 "--admin",
-                "",
+                &admin.map(|a| format!("127.0.0.1:{a}")).unwrap_or_default(),
             ])
             .args([
                 "--no-whisper",
@@ -87,6 +157,9 @@ pub fn spawn(
             c.args(["-f", "-C"]).arg(&config);
             quiet(&mut c);
             c.spawn()
+        }
+        Target::SluiceProxy | Target::EtsyProxy => {
+            Err(std::io::Error::other("a proxy is not a daemon"))
         }
     }
 }
