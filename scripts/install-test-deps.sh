@@ -52,5 +52,11 @@ if ! "$deps/venv/bin/pip" show whisper 2>/dev/null | grep -qx 'Version: 1.1.10';
   "$deps/venv/bin/pip" install --quiet --disable-pip-version-check whisper==1.1.10
 fi
 "$deps/venv/bin/python" -c 'import whisper; print("python whisper ready:", whisper.__file__)'
+# The Datadog Python client: a real DogStatsD sender over unix sockets.
+if ! "$deps/venv/bin/pip" show datadog 2>/dev/null | grep -qx 'Version: 0.50.2'; then
+  "$deps/venv/bin/pip" install --quiet --disable-pip-version-check datadog==0.50.2
+fi
+"$deps/venv/bin/python" -c 'import datadog'
+
 /usr/bin/python3 -c 'import carbon.hashing' || { echo "carbon's python module is missing" >&2; exit 1; }
 echo "test dependencies ready in $deps"

@@ -154,6 +154,13 @@ struct Flags {
     /// Carbon pickle receiver, e.g. 0.0.0.0:2004 (repeatable).
     #[arg(long, global = true, value_name = "ADDR")]
     pickle_receiver: Vec<String>,
+    /// StatsD over a unix datagram socket at PATH, as DogStatsD's
+    /// dsd.socket (repeatable).
+    #[arg(long, global = true, value_name = "PATH")]
+    unix_datagram: Vec<String>,
+    /// StatsD over a unix stream socket at PATH, newline framed (repeatable).
+    #[arg(long, global = true, value_name = "PATH")]
+    unix_stream: Vec<String>,
     /// Carbon line-protocol destination host:port (repeatable).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     carbon: Vec<String>,
@@ -185,6 +192,8 @@ impl Flags {
             http: self.http.clone(),
             line_receiver: self.line_receiver.clone(),
             pickle_receiver: self.pickle_receiver.clone(),
+            unix_datagram: self.unix_datagram.clone(),
+            unix_stream: self.unix_stream.clone(),
             carbon: self.carbon.clone(),
             flush_interval: self.flush_interval.clone(),
             whisper_dir: self.whisper_dir.clone(),

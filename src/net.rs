@@ -4,6 +4,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -24,6 +25,16 @@ pub enum BindError {
         what: &'static str,
         /// The address asked for.
         addr: SocketAddr,
+    },
+    /// A unix socket path that could not be had.
+    #[error("cannot bind {what} {}: {source}", path.display())]
+    Unix {
+        /// What was being bound.
+        what: &'static str,
+        /// The socket file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// Any other failure.
     #[error("cannot bind {what} {addr}: {source}")]
@@ -149,6 +160,125 @@ fn enable_drop_counter(socket: &Socket) {
     }
 }
 
+/// A listening stream socket: TCP, or a unix stream socket.
+pub trait Acceptor {
+    /// An accepted connection.
+    type Stream;
+    /// Who connected.
+    type Peer: std::fmt::Debug;
+    /// The next connection.
+    fn accept_one(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, Self::Peer)>> + Send;
+}
+
+impl Acceptor for TcpListener {
+    type Stream = TcpStream;
+    type Peer = SocketAddr;
+    fn accept_one(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(TcpStream, SocketAddr)>> + Send {
+        self.accept()
+    }
+}
+
+impl Acceptor for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    type Peer = tokio::net::unix::SocketAddr;
+    fn accept_one(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, Self::Peer)>> + Send {
+        self.accept()
+    }
+}
+
+/// Makes `path` free for a new socket file: nothing there, or a socket
+/// file nobody listens on (left by an earlier run, which a crash does not
+/// remove). A live socket or any other kind of file is left alone.
+fn free_socket_path(what: &'static str, path: &Path) -> Result<(), BindError> {
+    use std::os::unix::fs::FileTypeExt;
+    let fail = |source| BindError::Unix {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(fail(std::io::Error::other(
+            "the path exists and is not a socket; not removed",
+        )));
+    }
+    let live = std::os::unix::net::UnixStream::connect(path).is_ok()
+        || std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect(path))
+            .is_ok();
+    if live {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another process listens on this socket",
+        )));
+    }
+    tracing::info!(listener = what, path = %path.display(), "removing a stale socket file from an earlier run");
+    std::fs::remove_file(path).map_err(fail)
+}
+
+fn set_mode(what: &'static str, path: &Path, mode: u32) -> Result<(), BindError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        BindError::Unix {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// A unix datagram socket at `path` with permission bits `mode`.
+pub fn bind_unix_datagram(
+    what: &'static str,
+    path: &Path,
+    mode: u32,
+    receive_buffer: usize,
+) -> Result<std::os::unix::net::UnixDatagram, BindError> {
+    free_socket_path(what, path)?;
+    let fail = |source| BindError::Unix {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    let socket = std::os::unix::net::UnixDatagram::bind(path).map_err(fail)?;
+    // A bigger buffer rides out bursts, as for UDP; the kernel caps it.
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(receive_buffer);
+    set_mode(what, path, mode)?;
+    Ok(socket)
+}
+
+/// A unix stream listener at `path` with permission bits `mode`.
+pub fn bind_unix_stream(
+    what: &'static str,
+    path: &Path,
+    mode: u32,
+) -> Result<std::os::unix::net::UnixListener, BindError> {
+    free_socket_path(what, path)?;
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).map_err(|source| BindError::Unix {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| BindError::Unix {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })?;
+    set_mode(what, path, mode)?;
+    Ok(listener)
+}
+
 /// First and longest pause after a failed accept.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -158,17 +288,17 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// most once a second with the count in between, and the loop pauses,
 /// doubling from 10 ms up to 1 s, so running out of descriptors does not
 /// spin a core.
-pub async fn accept_loop(
+pub async fn accept_loop<L: Acceptor>(
     what: &'static str,
-    listener: &TcpListener,
+    listener: &L,
     mut shutdown: Shutdown,
-    mut on_accept: impl FnMut(TcpStream, SocketAddr),
+    mut on_accept: impl FnMut(L::Stream, L::Peer),
 ) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let mut log = LogLimit::per_second();
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept_one() => accepted,
             _ = shutdown.wait() => return,
         };
         match accepted {

@@ -3,9 +3,11 @@
 //! process stops the start with a message naming it.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::PathBuf;
 
 use crate::config::Config;
-use crate::net::{bind_tcp, bind_udp_group, BindError};
+use crate::net::{bind_tcp, bind_udp_group, bind_unix_datagram, bind_unix_stream, BindError};
 
 /// Listening sockets, bound before the agent runs.
 pub struct BoundSockets {
@@ -21,6 +23,10 @@ pub struct BoundSockets {
     pub carbon_line: Vec<(SocketAddr, TcpListener, UdpSocket)>,
     /// Carbon pickle receivers.
     pub carbon_pickle: Vec<(SocketAddr, TcpListener)>,
+    /// StatsD unix datagram sockets (removed at shutdown).
+    pub unix_datagram: Vec<(PathBuf, UnixDatagram)>,
+    /// StatsD unix stream listeners (removed at shutdown).
+    pub unix_stream: Vec<(PathBuf, UnixListener)>,
 }
 
 impl BoundSockets {
@@ -64,7 +70,29 @@ impl BoundSockets {
             .iter()
             .map(|addr| bind_tcp("carbon pickle", *addr))
             .collect::<Result<_, _>>()?;
+        let unix_datagram = listen
+            .unix_datagram
+            .iter()
+            .map(|p| {
+                bind_unix_datagram(
+                    "StatsD unix datagram",
+                    p,
+                    listen.unix_mode,
+                    listen.udp_receive_buffer,
+                )
+                .map(|s| (p.clone(), s))
+            })
+            .collect::<Result<_, _>>()?;
+        let unix_stream = listen
+            .unix_stream
+            .iter()
+            .map(|p| {
+                bind_unix_stream("StatsD unix stream", p, listen.unix_mode).map(|s| (p.clone(), s))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(BoundSockets {
+            unix_datagram,
+            unix_stream,
             udp,
             tcp,
             admin,

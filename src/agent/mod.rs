@@ -156,6 +156,31 @@ pub async fn run(
             ),
         );
     }
+    let mut socket_files = Vec::new();
+    for (path, socket) in sockets.unix_datagram {
+        tracing::info!(protocol = "unix-datagram", path = %path.display(), "listening");
+        let (ingest, stop) = (ingest.clone(), stop.clone());
+        listeners.spawn_thread("unix-datagram", move || {
+            udp::receive_loop(socket, Aggregating::new(ingest), stop)
+        })?;
+        socket_files.push(path);
+    }
+    for (path, listener) in sockets.unix_stream {
+        tracing::info!(protocol = "unix-stream", path = %path.display(), "listening");
+        let listener = tokio::net::UnixListener::from_std(listener)?;
+        let ingest = ingest.clone();
+        listeners.spawn(
+            "unix-stream",
+            tcp::serve(
+                listener,
+                move || Aggregating::new(ingest.clone()),
+                telemetry.clone(),
+                limits,
+                stop.clone(),
+            ),
+        );
+        socket_files.push(path);
+    }
     let receive = Arc::new(ReceiveContext {
         cache: store.cache.clone(),
         telemetry: telemetry.clone(),
@@ -268,6 +293,11 @@ pub async fn run(
     tracing::info!("shutting down: draining sockets");
     trigger.trigger();
     listeners.drained().await;
+    for path in &socket_files {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");
+        }
+    }
     // The relay's queue handle would keep the carbon sink open.
     if let Ok(mut r) = relay.write() {
         *r = None;

@@ -27,7 +27,13 @@ pub(crate) struct ReloadPlan {
 pub(crate) fn plan(running: &Config, mut new: Config) -> ReloadPlan {
     let mut needs_restart = Vec::new();
     let (was, now) = (&running.listen, &new.listen);
-    let restart_keys: [(&'static str, bool); 10] = [
+    let restart_keys: [(&'static str, bool); 11] = [
+        (
+            "listen.unix_datagram / unix_stream / unix_mode",
+            was.unix_datagram != now.unix_datagram
+                || was.unix_stream != now.unix_stream
+                || was.unix_mode != now.unix_mode,
+        ),
         ("listen.carbon_line", was.carbon_line != now.carbon_line),
         (
             "listen.carbon_pickle",

@@ -23,6 +23,10 @@ pub struct Overrides {
     pub line_receiver: Vec<String>,
     /// `--pickle-receiver` (repeatable): replaces listen.carbon_pickle.
     pub pickle_receiver: Vec<String>,
+    /// `--unix-datagram` (repeatable): replaces listen.unix_datagram.
+    pub unix_datagram: Vec<String>,
+    /// `--unix-stream` (repeatable): replaces listen.unix_stream.
+    pub unix_stream: Vec<String>,
     /// `--carbon` (repeatable): replaces carbon.destinations.
     pub carbon: Vec<String>,
     /// `--flush-interval`: flush.interval.
@@ -71,6 +75,12 @@ impl Overrides {
         }
         if !self.pickle_receiver.is_empty() {
             raw.listen.carbon_pickle = Some(self.pickle_receiver.clone());
+        }
+        if !self.unix_datagram.is_empty() {
+            raw.listen.unix_datagram = Some(self.unix_datagram.clone());
+        }
+        if !self.unix_stream.is_empty() {
+            raw.listen.unix_stream = Some(self.unix_stream.clone());
         }
         if !self.carbon.is_empty() {
             raw.carbon.destinations = Some(self.carbon.clone());

@@ -114,6 +114,12 @@ pub struct Listen {
     pub carbon_pickle_max_frame: usize,
     /// Received points held before the writers take them.
     pub carbon_cache_points: usize,
+    /// StatsD over unix datagram sockets (DogStatsD's dsd.socket).
+    pub unix_datagram: Vec<std::path::PathBuf>,
+    /// StatsD over unix stream sockets (newline framed).
+    pub unix_stream: Vec<std::path::PathBuf>,
+    /// Permission bits of the socket files.
+    pub unix_mode: u32,
 }
 
 /// Everything that decides which aggregates a flush derives.
@@ -375,6 +381,9 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 pub const MIN_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 /// The embedded store's directory, relative to the working directory.
 pub const DEFAULT_WHISPER_DIR: &str = "./data/whisper";
+/// Permission bits of unix socket files, as the Datadog agent's dsd.socket.
+pub const DEFAULT_UNIX_MODE: u32 = 0o722;
+
 /// Open whisper files kept, when whisper.max_open_files is not set.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 65536;
 /// Socket defaults: receive buffer (bytes), receivers, shards.
@@ -510,6 +519,21 @@ impl Config {
                 1,
                 1 << 32,
             )?,
+            unix_datagram: socket_paths("listen.unix_datagram", &l.unix_datagram)?,
+            unix_stream: socket_paths("listen.unix_stream", &l.unix_stream)?,
+            unix_mode: match &l.unix_mode {
+                None => DEFAULT_UNIX_MODE,
+                Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| {
+                        invalid(
+                            "listen.unix_mode",
+                            format!("{text:?}"),
+                            "octal permission bits such as \"0722\" (the Datadog agent's: anyone may write, only sluice's user reads)",
+                        )
+                    })?,
+            },
         };
 
         let f = &raw.flush;
@@ -776,6 +800,29 @@ fn addresses(
         None => Ok(vec![address(key, default)?]),
         Some(list) => list.iter().map(|a| address(key, a)).collect(),
     }
+}
+
+/// Unix socket paths: absolute or relative, never empty, short enough for
+/// `sun_path` (108 bytes with its NUL).
+fn socket_paths(
+    key: &'static str,
+    given: &Option<Vec<String>>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    given
+        .iter()
+        .flatten()
+        .map(|p| {
+            if p.is_empty() || p.len() > 107 {
+                Err(invalid(
+                    key,
+                    format!("{p:?}"),
+                    "a socket file path of 1 to 107 bytes, e.g. \"/run/sluice/dsd.socket\"",
+                ))
+            } else {
+                Ok(PathBuf::from(p))
+            }
+        })
+        .collect()
 }
 
 fn address(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {

@@ -40,6 +40,19 @@ impl Config {
                 carbon_pickle: Some(l.carbon_pickle.iter().map(|a| a.to_string()).collect()),
                 carbon_max_line_length: int(l.carbon_max_line_length),
                 carbon_pickle_max_frame: int(l.carbon_pickle_max_frame),
+                unix_datagram: Some(
+                    l.unix_datagram
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
+                ),
+                unix_stream: Some(
+                    l.unix_stream
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
+                ),
+                unix_mode: Some(format!("{:04o}", l.unix_mode)),
                 carbon_cache_points: int(l.carbon_cache_points),
             },
             flush: RawFlush {

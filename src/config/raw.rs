@@ -56,6 +56,9 @@ pub struct RawListen {
     pub carbon_max_line_length: Option<i64>,
     pub carbon_pickle_max_frame: Option<i64>,
     pub carbon_cache_points: Option<i64>,
+    pub unix_datagram: Option<Vec<String>>,
+    pub unix_stream: Option<Vec<String>>,
+    pub unix_mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone)]

@@ -6,13 +6,12 @@
 
 use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::Packets;
-use crate::net::accept_loop;
+use crate::net::{accept_loop, Acceptor};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, LogLimit, Telemetry};
 
@@ -34,13 +33,15 @@ pub struct TcpLimits {
 /// to drain what it holds. A connection over the limit is closed at once
 /// and counted; the refusals are logged at most once a second.
 /// `receiver` makes each connection's packet handler.
-pub async fn serve<P: Packets>(
-    listener: TcpListener,
+pub async fn serve<P: Packets, L: Acceptor>(
+    listener: L,
     receiver: impl Fn() -> P,
     telemetry: Arc<Telemetry>,
     limits: TcpLimits,
     shutdown: Shutdown,
-) {
+) where
+    L::Stream: AsyncRead + Unpin + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     let mut refusals = LogLimit::per_second();
@@ -50,8 +51,13 @@ pub async fn serve<P: Packets>(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             let total = telemetry.add(Counter::TcpConnectionsRefused, 1);
             if let Some(suppressed) = refusals.ready() {
-                tracing::warn!(%peer, limit = limits.max_connections, refused_total = total,
-                    suppressed, "TCP connection refused: connection limit reached");
+                tracing::warn!(
+                    ?peer,
+                    limit = limits.max_connections,
+                    refused_total = total,
+                    suppressed,
+                    "TCP connection refused: connection limit reached"
+                );
             }
             drop(stream);
             return;
@@ -71,7 +77,7 @@ pub async fn serve<P: Packets>(
 
 /// Reads one connection until EOF, error or shutdown.
 async fn handle(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + Unpin,
     mut packets: impl Packets,
     max_line: usize,
     idle: std::time::Duration,
@@ -91,11 +97,12 @@ async fn handle(
             }
             _ = shutdown.wait() => {
                 // Take what the socket already holds, then stop.
-                loop {
-                    match stream.try_read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => framer.feed(&chunk[..n], &mut packets),
-                    }
+                // (A zero timeout still polls the read once: it takes
+                // only what is already there.)
+                while let Ok(Ok(n @ 1..)) =
+                    tokio::time::timeout(std::time::Duration::ZERO, stream.read(&mut chunk)).await
+                {
+                    framer.feed(&chunk[..n], &mut packets);
                 }
                 break;
             }

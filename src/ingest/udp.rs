@@ -4,8 +4,7 @@
 //! shard. At shutdown a receiver drains what its socket still holds.
 
 use std::io;
-use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
 use super::Packets;
@@ -69,7 +68,7 @@ impl MmsgBuffers {
     }
 
     /// Receives up to BATCH datagrams; returns how many arrived.
-    fn receive(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
+    fn receive(&mut self, socket: RawFd, flags: libc::c_int) -> io::Result<usize> {
         for h in &mut self.headers {
             h.msg_len = 0;
             h.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
@@ -80,7 +79,7 @@ impl MmsgBuffers {
         // most iov_len bytes per message and BATCH headers.
         let n = unsafe {
             libc::recvmmsg(
-                socket.as_raw_fd(),
+                socket,
                 self.headers.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 flags,
@@ -122,8 +121,9 @@ impl MmsgBuffers {
 
 /// Runs one receiver until `shutdown`, then drains the socket and
 /// returns. Meant for its own OS thread.
-pub fn receive_loop(socket: UdpSocket, mut packets: impl Packets, shutdown: Shutdown) {
-    if let Err(e) = socket.set_read_timeout(Some(POLL)) {
+/// `socket` is a UDP or a unix datagram socket.
+pub fn receive_loop(socket: impl AsFd, mut packets: impl Packets, shutdown: Shutdown) {
+    if let Err(e) = socket2::SockRef::from(&socket).set_read_timeout(Some(POLL)) {
         tracing::error!(error = %e, "cannot set the UDP read timeout; receiver stops");
         return;
     }
@@ -136,7 +136,7 @@ pub fn receive_loop(socket: UdpSocket, mut packets: impl Packets, shutdown: Shut
         } else {
             libc::MSG_WAITFORONE
         };
-        match buffers.receive(&socket, flags) {
+        match buffers.receive(socket.as_fd().as_raw_fd(), flags) {
             Ok(n) => {
                 for i in 0..n {
                     packets.packet(buffers.datagram(i));
