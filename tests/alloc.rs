@@ -61,6 +61,7 @@ fn context() -> (Config, IngestContext) {
         aggregator: Arc::new(Aggregator::new(16, &config.stats)),
         telemetry: Arc::new(Telemetry::default()),
         sanitize_keys: true,
+        tag_style: sluice::protocol::statsd::TagStyle::Graphite,
     };
     (config, ctx)
 }

@@ -206,7 +206,10 @@ fn run_group(group: &Group) -> Vec<String> {
     let config = write_file(
         dir.path(),
         "sluice.toml",
-        &format!("[flush]\ninterval = \"1s\"\n{}", group.sluice),
+        &format!(
+            "[flush]\ninterval = \"1s\"\ntag_style = \"etsy\"\n{}",
+            group.sluice
+        ),
     );
     let carbon = sluice_capture.addr.to_string();
     let sluice = Sluice::start(&[

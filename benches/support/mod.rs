@@ -19,6 +19,7 @@ pub fn ingest_context(cfg: &Config) -> IngestContext {
         aggregator: Arc::new(Aggregator::new(cfg.listen.shards, &cfg.stats)),
         telemetry: Arc::new(Telemetry::default()),
         sanitize_keys: true,
+        tag_style: sluice::protocol::statsd::TagStyle::Graphite,
     }
 }
 

@@ -18,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
         aggregator: Arc::new(Aggregator::new(4, &config.stats)),
         telemetry: Arc::new(Telemetry::default()),
         sanitize_keys: data.first().is_some_and(|b| b & 1 == 0),
+        tag_style: if data.first().is_some_and(|b| b & 2 == 0) {
+            sluice::protocol::statsd::TagStyle::Graphite
+        } else {
+            sluice::protocol::statsd::TagStyle::Etsy
+        },
     };
     let mut parser = PacketParser::default();
     parser.packet(&ctx, data);

@@ -87,6 +87,7 @@ pub async fn run(
         aggregator: aggregator.clone(),
         telemetry: telemetry.clone(),
         sanitize_keys: config.stats.key_name_sanitize,
+        tag_style: config.stats.tag_style,
     });
 
     // The store's names: new files join as the writers create them; the

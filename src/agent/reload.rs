@@ -77,6 +77,10 @@ pub(crate) fn plan(running: &Config, mut new: Config) -> ReloadPlan {
     if running.http != new.http {
         needs_restart.push("http");
     }
+    if running.stats.tag_style != new.stats.tag_style {
+        needs_restart.push("flush.tag_style");
+        new.stats.tag_style = running.stats.tag_style;
+    }
     if running.stats.key_name_sanitize != new.stats.key_name_sanitize {
         needs_restart.push("flush.key_name_sanitize");
         new.stats.key_name_sanitize = running.stats.key_name_sanitize;

@@ -628,6 +628,7 @@ mod tests {
                     aggregator,
                     telemetry,
                     sanitize_keys: true,
+                    tag_style: crate::protocol::statsd::TagStyle::Etsy,
                 },
                 flusher,
                 parser: PacketParser::default(),

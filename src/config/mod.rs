@@ -147,6 +147,9 @@ pub struct StatsConfig {
     pub timer_exact_limit: usize,
     /// keyNameSanitize.
     pub key_name_sanitize: bool,
+    /// How tags join a series' name: Graphite 1.1 (sorted, normalised) or
+    /// Etsy 0.9's folding in the order sent.
+    pub tag_style: crate::protocol::statsd::TagStyle,
 }
 
 /// Etsy's histogram entry: the first rule whose `metric` is a substring of
@@ -586,6 +589,17 @@ impl Config {
                 10_000_000,
             )?,
             key_name_sanitize: f.key_name_sanitize.unwrap_or(true),
+            tag_style: match f.tag_style.as_deref() {
+                None | Some("graphite") => crate::protocol::statsd::TagStyle::Graphite,
+                Some("etsy") => crate::protocol::statsd::TagStyle::Etsy,
+                Some(other) => {
+                    return Err(invalid(
+                        "flush.tag_style",
+                        format!("{other:?}"),
+                        "\"graphite\" (Graphite 1.1 tagged series: tags sorted by key, normalised as carbon does) or \"etsy\" (Etsy 0.9: tags folded in the order sent)",
+                    ))
+                }
+            },
         };
 
         let g = &raw.graphite;

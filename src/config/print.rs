@@ -86,6 +86,13 @@ impl Config {
                 gauges_max_ttl: Some(i64::from(s.gauges_max_ttl)),
                 timer_exact_limit: int(s.timer_exact_limit),
                 key_name_sanitize: Some(s.key_name_sanitize),
+                tag_style: Some(
+                    match s.tag_style {
+                        crate::protocol::statsd::TagStyle::Graphite => "graphite",
+                        crate::protocol::statsd::TagStyle::Etsy => "etsy",
+                    }
+                    .to_string(),
+                ),
             },
             graphite: RawGraphite {
                 legacy_namespace: Some(n.legacy_namespace),

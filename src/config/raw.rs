@@ -76,6 +76,7 @@ pub struct RawFlush {
     pub gauges_max_ttl: Option<i64>,
     pub timer_exact_limit: Option<i64>,
     pub key_name_sanitize: Option<bool>,
+    pub tag_style: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Clone)]

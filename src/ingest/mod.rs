@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::aggregate::{Aggregator, ShardBatch};
-use crate::protocol::statsd::{lines, parse_line, parse_plain, BadSample, Line};
+use crate::protocol::statsd::{lines, parse_line, parse_plain, BadSample, Line, TagStyle};
 use crate::telemetry::{unix_now_rounded, BatchTally, Telemetry};
 
 /// What a receiver does with the packets it reads: the agent aggregates
@@ -63,6 +63,8 @@ pub struct IngestContext {
     pub telemetry: Arc<Telemetry>,
     /// Etsy's keyNameSanitize.
     pub sanitize_keys: bool,
+    /// How tags join the name (flush.tag_style).
+    pub tag_style: TagStyle,
 }
 
 /// Per-receiver parsing state, reused from batch to batch.
@@ -80,7 +82,11 @@ impl PacketParser {
         self.tally.packets += 1;
         for line in lines(packet) {
             self.tally.lines += 1;
-            if let Some((key, sample)) = parse_plain(line) {
+            // Graphite style sorts the `;k=v` tags a key may carry itself.
+            let fast = parse_plain(line).filter(|(key, _)| {
+                ctx.tag_style == TagStyle::Etsy || memchr::memchr(b';', key).is_none()
+            });
+            if let Some((key, sample)) = fast {
                 let key = self
                     .batch
                     .add_key(&ctx.aggregator, |arena| arena.extend_from_slice(key));
@@ -105,7 +111,7 @@ impl PacketParser {
                 continue;
             }
             let key = self.batch.add_key(&ctx.aggregator, |arena| {
-                metric.write_key(arena, ctx.sanitize_keys)
+                metric.write_key_as(arena, ctx.sanitize_keys, ctx.tag_style)
             });
             let mut pushed = false;
             for sample in metric.samples() {

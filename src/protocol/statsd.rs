@@ -124,6 +124,68 @@ fn find_tag_marker(line: &[u8]) -> Option<usize> {
     None
 }
 
+/// How tags are written into a series' name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagStyle {
+    /// Graphite 1.1 tagged series, sorted and normalised as carbon does.
+    #[default]
+    Graphite,
+    /// Etsy statsd 0.9: `;tag` per DogStatsD tag in the order sent.
+    Etsy,
+}
+
+/// The tags of one line, on the stack up to `INLINE_TAGS` (lines carry a
+/// handful), beyond that in a Vec, so no tag is ever lost.
+#[derive(Default)]
+struct TagList<'a> {
+    inline: [(&'a [u8], &'a [u8]); INLINE_TAGS],
+    len: usize,
+    more: Vec<(&'a [u8], &'a [u8])>,
+}
+
+const INLINE_TAGS: usize = 16;
+
+impl<'a> TagList<'a> {
+    /// `k<sep>v`, or a valueless `k` (value empty, written as `true`).
+    fn push_split(&mut self, tag: &'a [u8], sep: u8) {
+        if tag.is_empty() {
+            return;
+        }
+        let pair = match memchr(sep, tag) {
+            Some(at) => (&tag[..at], &tag[at + 1..]),
+            None => (tag, &tag[tag.len()..]),
+        };
+        if self.len < INLINE_TAGS {
+            self.inline[self.len] = pair;
+            self.len += 1;
+        } else {
+            self.more.push(pair);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sorted by key (stable), one per key: the last one given.
+    fn sorted_unique(&mut self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
+        let tags: &mut [(&[u8], &[u8])] = if self.more.is_empty() {
+            &mut self.inline[..self.len]
+        } else {
+            self.more
+                .splice(0..0, self.inline[..self.len].iter().copied());
+            self.len = 0;
+            &mut self.more
+        };
+        tags.sort_by(|a, b| a.0.cmp(b.0));
+        let tags: &[(&[u8], &[u8])] = tags;
+        tags.iter()
+            .enumerate()
+            .filter(move |(i, t)| tags.get(i + 1).is_none_or(|next| next.0 != t.0))
+            .map(|(_, t)| *t)
+    }
+}
+
 /// Bytes that sanitising keeps unchanged (`[A-Za-z0-9_.;=-]`).
 static KEEP: [bool; 256] = {
     let mut t = [false; 256];
@@ -249,6 +311,83 @@ impl<'a> MetricLine<'a> {
                     }
                     other => other,
                 });
+            }
+        }
+    }
+
+    /// Appends the key as `style` names tagged series.
+    pub fn write_key_as(&self, out: &mut Vec<u8>, sanitize: bool, style: TagStyle) {
+        match style {
+            TagStyle::Etsy => self.write_key(out, sanitize),
+            TagStyle::Graphite => self.write_graphite_key(out, sanitize),
+        }
+    }
+
+    /// Appends the key as a Graphite 1.1 tagged series, normalised as
+    /// carbon normalises one: the name (up to the first `;` or `,`), then
+    /// `;key=value` per tag sorted by key, the last value of a repeated key
+    /// winning. Tags come from the key itself (carbon's `name;k=v`,
+    /// Telegraf's `name,k=v`) and from DogStatsD's `|#k:v,k2:v2`. A
+    /// valueless tag (`|#canary`) becomes `canary=true`; in keys `;!^=`
+    /// become `_`, in values `;` and a leading `~` become `_` (carbon
+    /// refuses them); a tag whose key ends up empty is left out.
+    pub fn write_graphite_key(&self, out: &mut Vec<u8>, sanitize: bool) {
+        let split = self.raw_key.iter().position(|&b| b == b';' || b == b',');
+        let (name, key_tags) = match split {
+            Some(at) => (&self.raw_key[..at], &self.raw_key[at + 1..]),
+            None => (self.raw_key, &self.raw_key[..0]),
+        };
+        let mut tags = TagList::default();
+        for tag in key_tags.split(|&b| b == b';' || b == b',') {
+            tags.push_split(tag, b'=');
+        }
+        if !self.tags.is_empty() {
+            for tag in self.tags.split(|&b| b == b',') {
+                tags.push_split(tag, b':');
+            }
+        }
+        if tags.is_empty() {
+            let plain = if sanitize {
+                name.iter().all(|&b| KEEP[b as usize])
+            } else {
+                name.is_ascii()
+            };
+            if plain {
+                out.extend_from_slice(name);
+                return;
+            }
+        }
+        let mut sink = KeySink {
+            out,
+            sanitize,
+            in_space: false,
+        };
+        sink.push_bytes(name);
+        for (key, value) in tags.sorted_unique() {
+            let mark = sink.out.len();
+            sink.push_char(';');
+            let key_start = sink.out.len();
+            sink.push_mapped(key, |c| match c {
+                ';' | '!' | '^' | '=' => '_',
+                other => other,
+            });
+            if sink.out.len() == key_start {
+                sink.out.truncate(mark);
+                continue;
+            }
+            sink.push_char('=');
+            let value_start = sink.out.len();
+            let mut first = true;
+            sink.push_mapped(value, |c| {
+                let leading = std::mem::replace(&mut first, false);
+                match c {
+                    ';' => '_',
+                    '~' if leading => '_',
+                    other => other,
+                }
+            });
+            if sink.out.len() == value_start {
+                sink.out.extend_from_slice(b"true");
             }
         }
     }
@@ -496,6 +635,54 @@ pub fn sanitize_key(raw: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    fn graphite_key(line: &str) -> String {
+        let Line::Metric(m) = parse_line(line.as_bytes()) else {
+            panic!("not a metric: {line}");
+        };
+        let mut out = Vec::new();
+        m.write_graphite_key(&mut out, true);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn graphite_tags_are_sorted_normalised_and_deduplicated() {
+        // The same series whatever the order the client sent its tags in.
+        assert_eq!(
+            graphite_key("dd.cnt:1|c|#svc:web,env:prod"),
+            "dd.cnt;env=prod;svc=web"
+        );
+        assert_eq!(
+            graphite_key("dd.cnt:1|c|#env:prod,svc:web"),
+            "dd.cnt;env=prod;svc=web"
+        );
+        // Valueless tags get a value; a repeated key keeps the last value.
+        assert_eq!(
+            graphite_key("dd.flag:1|c|#canary,env:a,env:b"),
+            "dd.flag;canary=true;env=b"
+        );
+        // Telegraf/Influx tags in the name, and carbon's own form.
+        assert_eq!(graphite_key("name,env=prod,az=b:1|c"), "name;az=b;env=prod");
+        assert_eq!(
+            graphite_key("disk.used;host=a;dc=eu:4|g"),
+            "disk.used;dc=eu;host=a"
+        );
+        // Both at once, merged.
+        assert_eq!(graphite_key("m,b=2:1|c|#a:1"), "m;a=1;b=2");
+        // What carbon refuses: ! ^ in keys, ~ leading a value; an empty
+        // key is dropped; a value with a colon keeps it (sanitised away).
+        assert_eq!(graphite_key("m:1|c|#a!b:~x,:v,k:"), "m;a_b=_x;k=true");
+        // No tags: the plain key, as in Etsy mode.
+        assert_eq!(graphite_key("plain.key:1|c"), "plain.key");
+        // More tags than the inline list holds: none lost.
+        let many: Vec<String> = (0..40).rev().map(|i| format!("t{i:02}:{i}")).collect();
+        let key = graphite_key(&format!("m:1|c|#{}", many.join(",")));
+        assert_eq!(key.matches(';').count(), 40);
+        assert!(
+            key.starts_with("m;t00=0;t01=1;") && key.ends_with(";t39=39"),
+            "{key}"
+        );
+    }
+
     use super::*;
 
     fn key_of(line: &str) -> String {
