@@ -315,6 +315,32 @@ fn seconds(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tagged_series_roll_up_as_their_untagged_names() {
+        let schemas = Schemas::load(None, None).unwrap();
+        for name in [
+            "stats.timers.api.lat.lower",
+            "stats.timers.api.lat.upper_90",
+            "stats.timers.api.lat.sum_squares",
+            "stats.timers.api.lat.count",
+            "stats.timers.api.lat.count_90",
+            "stats.timers.api.lat.mean",
+            "stats.sets.users.count",
+            "stats_counts.hits",
+            "stats.gauges.temp",
+            "stats.hits",
+        ] {
+            let plain = schemas.spec_for(name);
+            let tagged = schemas.spec_for(&format!("{name};env=prod;svc=web"));
+            assert_eq!(plain.method, tagged.method, "{name}");
+            assert_eq!(plain.x_files_factor, tagged.x_files_factor, "{name}");
+        }
+        assert_eq!(
+            schemas.spec_for("stats.timers.a.upper;env=prod").method,
+            Aggregation::Max
+        );
+    }
+
     use super::*;
 
     #[test]
