@@ -141,6 +141,10 @@ fn stats(ctx: &AdminContext) -> String {
     for (name, value) in admin_lines(&ctx.telemetry, &(ctx.readings)()) {
         let _ = writeln!(out, "{name}: {}", js_number_string(value));
     }
+    // Who runs into the series caps (refused samples since start).
+    for (prefix, n) in ctx.aggregator.top_refused_prefixes(10) {
+        let _ = writeln!(out, "sluice.series_refused_by_prefix.{prefix}: {n}");
+    }
     out.push_str("END\n\n");
     out
 }

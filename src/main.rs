@@ -161,6 +161,10 @@ struct Flags {
     /// StatsD over a unix stream socket at PATH, newline framed (repeatable).
     #[arg(long, global = true, value_name = "PATH")]
     unix_stream: Vec<String>,
+    /// Live series kept at most, all kinds together (flush.max_series; 0:
+    /// no cap); past it new series are refused and counted.
+    #[arg(long, global = true, value_name = "N")]
+    max_series: Option<i64>,
     /// Carbon line-protocol destination host:port (repeatable).
     #[arg(long, global = true, value_name = "HOST:PORT")]
     carbon: Vec<String>,
@@ -194,6 +198,7 @@ impl Flags {
             pickle_receiver: self.pickle_receiver.clone(),
             unix_datagram: self.unix_datagram.clone(),
             unix_stream: self.unix_stream.clone(),
+            max_series: self.max_series,
             carbon: self.carbon.clone(),
             flush_interval: self.flush_interval.clone(),
             whisper_dir: self.whisper_dir.clone(),

@@ -72,6 +72,7 @@ counters! {
     CarbonNanDropped: "carbon_nan_dropped", WhenNonZero, "Received carbon points whose value was NaN (dropped, as carbon does).";
     CarbonPointsDropped: "carbon_points_dropped", WhenNonZero, "Received carbon points dropped because the cache was full.";
     CarbonPickleFramesRefused: "carbon_pickle_frames_refused", WhenNonZero, "Pickle frames refused: over the size limit or not a list of points.";
+    SeriesDropped: "series_dropped", WhenNonZero, "Samples refused because they would create a series past a cap (flush.max_series, max_counters..., max_new_series_per_interval).";
     ProxyLinesForwarded: "proxy_lines_forwarded", WhenNonZero, "StatsD lines the proxy sent on to a backend.";
     ProxyLinesDropped: "proxy_lines_dropped", WhenNonZero, "StatsD lines the proxy dropped: no backend up, or a send failed.";
     ProxyBackendChanges: "proxy_backend_changes", WhenNonZero, "Times a proxy backend went down or came back up.";

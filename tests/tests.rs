@@ -23,6 +23,7 @@ mod parser_props;
 mod proxy;
 mod reload;
 mod render_props;
+mod series_caps;
 mod tags;
 mod unix_sockets;
 mod victoria;

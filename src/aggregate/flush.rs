@@ -156,6 +156,13 @@ impl Flusher {
             })
             .collect();
         let settings = &self.aggregator.settings;
+        let caps = &settings.caps;
+        caps.total.store(stats.max_series, Ordering::Relaxed);
+        for (cap, n) in caps.per_kind.iter().zip(stats.max_series_per_kind) {
+            cap.store(n, Ordering::Relaxed);
+        }
+        caps.new_per_interval
+            .store(stats.max_new_series_per_interval, Ordering::Relaxed);
         settings.timer_exact_limit.store(
             stats.timer_exact_limit.min(u32::MAX as usize) as u32,
             Ordering::Relaxed,
@@ -177,10 +184,22 @@ impl Flusher {
     /// Runs one flush stamped `ts` (Unix seconds) and returns its points.
     pub fn flush(&mut self, ts: i64) -> PointBatch {
         let flush_started = Instant::now();
+        let refused = self.aggregator.take_dropped();
+        if refused > 0 {
+            let total = self.telemetry.add(Counter::SeriesDropped, refused);
+            // Once per flush at most: the rate limit is the interval.
+            tracing::warn!(
+                refused,
+                refused_total = total,
+                top_prefixes = ?self.aggregator.top_refused_prefixes(5),
+                "new series refused by the series caps (flush.max_series and friends); known series go on"
+            );
+        }
         self.fold_own_counters(ts);
         let mut snap = std::mem::take(&mut self.snapshot);
         snap.clear();
         self.take_snapshot(&mut snap);
+        self.aggregator.interval_done();
         let num_stats =
             snap.counters.len() + snap.timers.len() + snap.gauges.len() + snap.sets.len();
         let started = Instant::now();

@@ -12,8 +12,8 @@ pub mod flush;
 pub mod keymap;
 pub mod timer;
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::protocol::statsd::{Sample, SampleKind};
@@ -72,8 +72,83 @@ pub struct Shard {
     pub sets: Map<HashSet<Box<[u8]>, ahash::RandomState>>,
 }
 
+/// Caps on live series; 0 is no cap. Checked only when a sample would
+/// create a series, so known series cost nothing. Receivers check them
+/// concurrently, so a cap can be passed by at most one series per
+/// receiver.
+#[derive(Default)]
+pub struct SeriesCaps {
+    /// All kinds together (flush.max_series, --max-series).
+    pub total: AtomicUsize,
+    /// Per kind: counters, timers, gauges, sets.
+    pub per_kind: [AtomicUsize; 4],
+    /// Series created per flush interval, all kinds.
+    pub new_per_interval: AtomicUsize,
+}
+
+/// Where the caps stand: live series at the last flush, series created
+/// since, and what was refused.
+#[derive(Default)]
+struct Admission {
+    live: [AtomicUsize; 4],
+    created: [AtomicUsize; 4],
+    dropped: AtomicU64,
+    /// Refused samples per name prefix (up to the first `.`), bounded.
+    prefixes: Mutex<HashMap<String, u64>>,
+}
+
+/// Prefixes remembered for the admin's "who hit the cap".
+const MAX_PREFIXES: usize = 256;
+
+fn kind_index(kind: SampleKind) -> usize {
+    match kind {
+        SampleKind::Counter => 0,
+        SampleKind::Timer => 1,
+        SampleKind::Gauge { .. } => 2,
+        SampleKind::Set => 3,
+    }
+}
+
+impl Admission {
+    /// Whether a new series of `kind` may be created under `caps`.
+    fn admit(&self, caps: &SeriesCaps, kind: usize) -> bool {
+        let load = |a: &AtomicUsize| a.load(Ordering::Relaxed);
+        let (total, per_kind, per_interval) = (
+            load(&caps.total),
+            load(&caps.per_kind[kind]),
+            load(&caps.new_per_interval),
+        );
+        if total | per_kind | per_interval != 0 {
+            let created: usize = self.created.iter().map(load).sum();
+            let live: usize = self.live.iter().map(load).sum();
+            let full = (per_kind != 0
+                && load(&self.live[kind]) + load(&self.created[kind]) >= per_kind)
+                || (total != 0 && live + created >= total)
+                || (per_interval != 0 && created >= per_interval);
+            if full {
+                return false;
+            }
+        }
+        self.created[kind].fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn refused(&self, key: &[u8]) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        let prefix = key.split(|&b| b == b'.').next().unwrap_or(key);
+        let mut prefixes = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = prefixes.get_mut(String::from_utf8_lossy(prefix).as_ref()) {
+            *n += 1;
+        } else if prefixes.len() < MAX_PREFIXES {
+            prefixes.insert(String::from_utf8_lossy(prefix).into_owned(), 1);
+        }
+    }
+}
+
 /// Settings the hot path reads; atomics so a reload can change them.
 pub struct IngestSettings {
+    /// Caps on live series.
+    pub caps: SeriesCaps,
     /// flush.timer_exact_limit.
     pub timer_exact_limit: AtomicU32,
     /// flush.delete_gauges.
@@ -88,6 +163,7 @@ pub struct Aggregator {
     hasher: KeyHasher,
     /// Settings the receivers read (reloadable).
     pub settings: IngestSettings,
+    admission: Admission,
 }
 
 impl Aggregator {
@@ -100,7 +176,9 @@ impl Aggregator {
         Aggregator {
             shards,
             hasher,
+            admission: Admission::default(),
             settings: IngestSettings {
+                caps: SeriesCaps::default(),
                 timer_exact_limit: AtomicU32::new(
                     stats.timer_exact_limit.min(u32::MAX as usize) as u32
                 ),
@@ -154,14 +232,46 @@ impl Aggregator {
         };
         let mut guard = self.lock(shard);
         for (hash, key, sample) in samples {
-            guard.update(hash, key, &sample, limit, ttl);
+            if !guard.update(hash, key, &sample, limit, ttl, Some(self)) {
+                self.admission.refused(key);
+            }
         }
     }
 
-    /// Applies one sample (locks its shard; for the agent's own metrics).
+    /// Applies one sample (locks its shard; for the agent's own metrics,
+    /// which no cap refuses).
     pub fn apply_one(&self, key: &[u8], sample: Sample<'_>) {
         let hash = self.hash(key);
-        self.apply(self.shard_for(hash), [(hash, key, sample)]);
+        let limit = self.settings.timer_exact_limit.load(Ordering::Relaxed) as usize;
+        self.lock(self.shard_for(hash))
+            .update(hash, key, &sample, limit, 0, None);
+    }
+
+    /// Samples refused by the caps since the last call.
+    pub fn take_dropped(&self) -> u64 {
+        self.admission.dropped.swap(0, Ordering::Relaxed)
+    }
+
+    /// The name prefixes whose new series the caps refused most, with
+    /// their counts since start (most first, at most `n`).
+    pub fn top_refused_prefixes(&self, n: usize) -> Vec<(String, u64)> {
+        let prefixes = self
+            .admission
+            .prefixes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut top: Vec<(String, u64)> = prefixes.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(n);
+        top
+    }
+
+    /// After a flush: the caps count from the series that are live now.
+    pub fn interval_done(&self) {
+        for (i, n) in self.series().into_iter().enumerate() {
+            self.admission.live[i].store(n, Ordering::Relaxed);
+            self.admission.created[i].store(0, Ordering::Relaxed);
+        }
     }
 
     /// Sets a gauge the agent owns (such as timestamp_lag): never TTL-deleted.
@@ -289,6 +399,8 @@ impl Shard {
         }
     }
 
+    /// Applies a sample; false when it would have created a series the
+    /// caps (of `capped`, None for the agent's own) refuse.
     fn update(
         &mut self,
         hash: u64,
@@ -296,12 +408,16 @@ impl Shard {
         sample: &Sample<'_>,
         timer_limit: usize,
         gauge_ttl: u32,
-    ) {
+        capped: Option<&Aggregator>,
+    ) -> bool {
+        let admit =
+            || capped.is_none_or(|a| a.admission.admit(&a.settings.caps, kind_index(sample.kind)));
         match sample.kind {
             SampleKind::Counter => {
                 let add = sample.value * (1.0 / sample.rate);
                 match self.counters.get_mut_hashed(hash, key) {
                     Some(c) => *c += add,
+                    None if !admit() => return false,
                     None => {
                         self.counters.insert_new_hashed(hash, key, add);
                     }
@@ -315,6 +431,7 @@ impl Shard {
                         g.ttl = gauge_ttl;
                         g.from_packets = true;
                     }
+                    None if !admit() => return false,
                     None => {
                         // A delta on a missing gauge starts from 0, as in Etsy.
                         let gauge = Gauge {
@@ -328,6 +445,7 @@ impl Shard {
             }
             SampleKind::Timer => match self.timers.get_mut_hashed(hash, key) {
                 Some(t) => t.record(sample.value, sample.rate, timer_limit),
+                None if !admit() => return false,
                 None => {
                     let mut t = TimerState::default();
                     t.record(sample.value, sample.rate, timer_limit);
@@ -337,6 +455,7 @@ impl Shard {
             SampleKind::Set => {
                 let set = match self.sets.get_mut_hashed(hash, key) {
                     Some(s) => s,
+                    None if !admit() => return false,
                     None => self.sets.insert_new_hashed(hash, key, HashSet::default()),
                 };
                 if !set.contains(sample.member) {
@@ -344,6 +463,7 @@ impl Shard {
                 }
             }
         }
+        true
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Overrides {
     pub unix_datagram: Vec<String>,
     /// `--unix-stream` (repeatable): replaces listen.unix_stream.
     pub unix_stream: Vec<String>,
+    /// `--max-series`: flush.max_series.
+    pub max_series: Option<i64>,
     /// `--carbon` (repeatable): replaces carbon.destinations.
     pub carbon: Vec<String>,
     /// `--flush-interval`: flush.interval.
@@ -81,6 +83,9 @@ impl Overrides {
         }
         if !self.unix_stream.is_empty() {
             raw.listen.unix_stream = Some(self.unix_stream.clone());
+        }
+        if let Some(n) = self.max_series {
+            raw.flush.max_series = Some(n);
         }
         if !self.carbon.is_empty() {
             raw.carbon.destinations = Some(self.carbon.clone());

@@ -150,6 +150,13 @@ pub struct StatsConfig {
     /// How tags join a series' name: Graphite 1.1 (sorted, normalised) or
     /// Etsy 0.9's folding in the order sent.
     pub tag_style: crate::protocol::statsd::TagStyle,
+    /// Caps on live series, all kinds together and per kind (counters,
+    /// timers, gauges, sets); 0 is no cap.
+    pub max_series: usize,
+    /// Per kind: counters, timers, gauges, sets.
+    pub max_series_per_kind: [usize; 4],
+    /// Series created per flush interval; 0 is no cap.
+    pub max_new_series_per_interval: usize,
 }
 
 /// Etsy's histogram entry: the first rule whose `metric` is a substring of
@@ -384,6 +391,10 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 pub const MIN_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 /// The embedded store's directory, relative to the working directory.
 pub const DEFAULT_WHISPER_DIR: &str = "./data/whisper";
+/// Live series kept at most, all kinds together, when flush.max_series is
+/// not set (README "Operating sluice" gives the memory this bounds).
+pub const DEFAULT_MAX_SERIES: usize = 2_000_000;
+
 /// Permission bits of unix socket files, as the Datadog agent's dsd.socket.
 pub const DEFAULT_UNIX_MODE: u32 = 0o722;
 
@@ -589,6 +600,20 @@ impl Config {
                 10_000_000,
             )?,
             key_name_sanitize: f.key_name_sanitize.unwrap_or(true),
+            max_series: in_range("flush.max_series", f.max_series, DEFAULT_MAX_SERIES, 0, 1 << 40)?,
+            max_series_per_kind: [
+                in_range("flush.max_counters", f.max_counters, 0, 0, 1 << 40)?,
+                in_range("flush.max_timers", f.max_timers, 0, 0, 1 << 40)?,
+                in_range("flush.max_gauges", f.max_gauges, 0, 0, 1 << 40)?,
+                in_range("flush.max_sets", f.max_sets, 0, 0, 1 << 40)?,
+            ],
+            max_new_series_per_interval: in_range(
+                "flush.max_new_series_per_interval",
+                f.max_new_series_per_interval,
+                0,
+                0,
+                1 << 40,
+            )?,
             tag_style: match f.tag_style.as_deref() {
                 None | Some("graphite") => crate::protocol::statsd::TagStyle::Graphite,
                 Some("etsy") => crate::protocol::statsd::TagStyle::Etsy,

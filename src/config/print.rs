@@ -86,6 +86,12 @@ impl Config {
                 gauges_max_ttl: Some(i64::from(s.gauges_max_ttl)),
                 timer_exact_limit: int(s.timer_exact_limit),
                 key_name_sanitize: Some(s.key_name_sanitize),
+                max_series: int(s.max_series),
+                max_counters: int(s.max_series_per_kind[0]),
+                max_timers: int(s.max_series_per_kind[1]),
+                max_gauges: int(s.max_series_per_kind[2]),
+                max_sets: int(s.max_series_per_kind[3]),
+                max_new_series_per_interval: int(s.max_new_series_per_interval),
                 tag_style: Some(
                     match s.tag_style {
                         crate::protocol::statsd::TagStyle::Graphite => "graphite",

@@ -77,6 +77,12 @@ pub struct RawFlush {
     pub timer_exact_limit: Option<i64>,
     pub key_name_sanitize: Option<bool>,
     pub tag_style: Option<String>,
+    pub max_series: Option<i64>,
+    pub max_counters: Option<i64>,
+    pub max_timers: Option<i64>,
+    pub max_gauges: Option<i64>,
+    pub max_sets: Option<i64>,
+    pub max_new_series_per_interval: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Clone)]
