@@ -466,7 +466,7 @@ fn slowloris_connections_lose_their_slots_and_refusals_log_once_a_second() {
     let refusal_lines = sluice
         .log_text()
         .lines()
-        .filter(|l| l.contains("TCP connection refused"))
+        .filter(|l| l.contains("connection refused: connection limit reached"))
         .count();
     assert!(sluice.terminate().success());
     assert!(

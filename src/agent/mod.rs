@@ -146,6 +146,7 @@ pub async fn run(
         listeners.spawn(
             "tcp",
             tcp::serve(
+                "StatsD TCP",
                 listener,
                 {
                     let ingest = ingest.clone();
@@ -173,6 +174,7 @@ pub async fn run(
         listeners.spawn(
             "unix-stream",
             tcp::serve(
+                "StatsD unix stream",
                 listener,
                 move || Aggregating::new(ingest.clone()),
                 telemetry.clone(),

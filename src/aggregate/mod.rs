@@ -133,14 +133,45 @@ impl Admission {
         true
     }
 
-    fn refused(&self, key: &[u8]) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        let prefix = key.split(|&b| b == b'.').next().unwrap_or(key);
+    /// `n` samples of names starting with `prefix` were refused.
+    fn refused(&self, prefix: &[u8], n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
         let mut prefixes = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = prefixes.get_mut(String::from_utf8_lossy(prefix).as_ref()) {
-            *n += 1;
+        if let Some(count) = prefixes.get_mut(String::from_utf8_lossy(prefix).as_ref()) {
+            *count += n;
         } else if prefixes.len() < MAX_PREFIXES {
-            prefixes.insert(String::from_utf8_lossy(prefix).into_owned(), 1);
+            prefixes.insert(String::from_utf8_lossy(prefix).into_owned(), n);
+        }
+    }
+}
+
+/// A name's prefix for the caps' report: up to its first `.`.
+fn prefix_of(key: &[u8]) -> &[u8] {
+    key.split(|&b| b == b'.').next().unwrap_or(key)
+}
+
+/// Refusals of one batch, run-length by prefix, so a flood of one prefix
+/// takes the report's lock once per batch rather than once per sample.
+#[derive(Default)]
+struct Refusals<'k> {
+    prefix: &'k [u8],
+    count: u64,
+}
+
+impl<'k> Refusals<'k> {
+    fn add(&mut self, admission: &Admission, key: &'k [u8]) {
+        let prefix = prefix_of(key);
+        if self.count > 0 && self.prefix != prefix {
+            admission.refused(self.prefix, self.count);
+            self.count = 0;
+        }
+        self.prefix = prefix;
+        self.count += 1;
+    }
+
+    fn finish(self, admission: &Admission) {
+        if self.count > 0 {
+            admission.refused(self.prefix, self.count);
         }
     }
 }
@@ -231,11 +262,14 @@ impl Aggregator {
             0
         };
         let mut guard = self.lock(shard);
+        let mut refusals = Refusals::default();
         for (hash, key, sample) in samples {
             if !guard.update(hash, key, &sample, limit, ttl, Some(self)) {
-                self.admission.refused(key);
+                refusals.add(&self.admission, key);
             }
         }
+        drop(guard);
+        refusals.finish(&self.admission);
     }
 
     /// Applies one sample (locks its shard; for the agent's own metrics,

@@ -32,8 +32,10 @@ pub struct TcpLimits {
 /// Accepts connections until `shutdown`, then waits for every connection
 /// to drain what it holds. A connection over the limit is closed at once
 /// and counted; the refusals are logged at most once a second.
-/// `receiver` makes each connection's packet handler.
+/// `receiver` makes each connection's packet handler; `what` names the
+/// listener in logs ("StatsD TCP", "StatsD unix stream").
 pub async fn serve<P: Packets, L: Acceptor>(
+    what: &'static str,
     listener: L,
     receiver: impl Fn() -> P,
     telemetry: Arc<Telemetry>,
@@ -45,18 +47,19 @@ pub async fn serve<P: Packets, L: Acceptor>(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     let mut refusals = LogLimit::per_second();
-    accept_loop("StatsD TCP", &listener, shutdown.clone(), |stream, peer| {
+    accept_loop(what, &listener, shutdown.clone(), |stream, peer| {
         // Reap finished connections as we go.
         while connections.try_join_next().is_some() {}
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             let total = telemetry.add(Counter::TcpConnectionsRefused, 1);
             if let Some(suppressed) = refusals.ready() {
                 tracing::warn!(
+                    listener = what,
                     ?peer,
                     limit = limits.max_connections,
                     refused_total = total,
                     suppressed,
-                    "TCP connection refused: connection limit reached"
+                    "connection refused: connection limit reached (listen.tcp_max_connections)"
                 );
             }
             drop(stream);

@@ -317,6 +317,7 @@ async fn serve(config: ProxyConfig) -> anyhow::Result<()> {
         listeners.spawn(
             "tcp",
             tcp::serve(
+                "proxy TCP",
                 listener,
                 move || Forwarder::new(cluster.clone(), max),
                 telemetry.clone(),
