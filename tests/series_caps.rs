@@ -6,23 +6,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::common::{send_udp, CarbonCapture, Sluice};
+use crate::common::{send_udp, start_flushing_to, CarbonCapture};
 
 #[test]
 fn new_series_past_the_cap_are_refused_and_counted_known_ones_stay_exact() {
     let mut capture = CarbonCapture::start();
-    let carbon = capture.addr.to_string();
-    let sluice = Sluice::start(&[
-        "--no-whisper",
-        "--flush-interval",
-        "1s",
-        "--carbon",
-        &carbon,
-        "--max-series",
-        "60",
-        "--admin",
-        "127.0.0.1:0",
-    ]);
+    let sluice = start_flushing_to(&capture, &["--max-series", "60", "--admin", "127.0.0.1:0"]);
     let known: Vec<String> = (0..10).map(|k| format!("known.k{k}:1|c\n")).collect();
     send_udp(sluice.udp, &[known.concat().as_bytes()]);
     capture.flush_with("stats_counts.known.k9", Duration::from_secs(10));

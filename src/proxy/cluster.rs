@@ -62,8 +62,6 @@ pub struct Cluster {
     ring: HashRing,
     /// The proxy's counters.
     pub telemetry: Arc<Telemetry>,
-    /// Bumped on every up/down change, so forwarders know to look again.
-    generation: AtomicU64,
 }
 
 impl Cluster {
@@ -75,7 +73,6 @@ impl Cluster {
             ring: HashRing::new(&nodes),
             backends,
             telemetry,
-            generation: AtomicU64::new(0),
         }
     }
 
@@ -93,11 +90,6 @@ impl Cluster {
             .find(|&node| self.backends.get(node).is_some_and(Backend::is_up))
     }
 
-    /// Changes each time a backend goes down or comes back.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
     fn set_up(&self, index: usize, up: bool) {
         let Some(backend) = self.backends.get(index) else {
             return;
@@ -105,7 +97,6 @@ impl Cluster {
         if backend.up.swap(up, Ordering::AcqRel) == up {
             return;
         }
-        self.generation.fetch_add(1, Ordering::AcqRel);
         let changes = self.telemetry.add(Counter::ProxyBackendChanges, 1);
         if up {
             tracing::warn!(backend = %backend.name, changes, "backend is up again; its share of the names comes back to it");

@@ -33,11 +33,10 @@ pub struct Forwarder {
     sockets: [Option<UdpSocket>; 2],
     max_datagram: usize,
     outgoing: Vec<Outgoing>,
-    /// Ring entry per metric name (stable: the ring never changes).
+    /// Ring entry per metric name (stable: the ring never changes); the
+    /// backend is looked up from it per line, so an up/down change applies
+    /// at once.
     entries: HashMap<Box<[u8]>, u32, ahash::RandomState>,
-    /// Backend per ring entry as of `generation` (the up/down state).
-    routes: HashMap<u32, Option<usize>, ahash::RandomState>,
-    generation: u64,
     tally: BatchTally,
     dropped: u64,
     log: LogLimit,
@@ -52,12 +51,10 @@ impl Forwarder {
                 .iter()
                 .map(|_| Outgoing::default())
                 .collect(),
-            generation: cluster.generation(),
             cluster,
             sockets: [None, None],
             max_datagram: max_datagram.max(1),
             entries: HashMap::with_hasher(ahash::RandomState::new()),
-            routes: HashMap::with_hasher(ahash::RandomState::new()),
             tally: BatchTally::default(),
             dropped: 0,
             log: LogLimit::per_second(),
@@ -76,12 +73,7 @@ impl Forwarder {
                 e
             }
         };
-        if let Some(route) = self.routes.get(&entry) {
-            return *route;
-        }
-        let route = self.cluster.backend_at(entry);
-        self.routes.insert(entry, route);
-        route
+        self.cluster.backend_at(entry)
     }
 
     fn send(&mut self, backend: usize) {
@@ -152,15 +144,6 @@ fn name_of(line: &[u8]) -> &[u8] {
 
 impl Packets for Forwarder {
     fn packet(&mut self, packet: &[u8]) {
-        // A backend going down or up re-routes every name at once.
-        let generation = self.cluster.generation();
-        if generation != self.generation {
-            for backend in 0..self.outgoing.len() {
-                self.send(backend);
-            }
-            self.routes.clear();
-            self.generation = generation;
-        }
         self.tally.packets += 1;
         for line in lines(packet) {
             self.tally.lines += 1;
