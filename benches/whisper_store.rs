@@ -47,6 +47,7 @@ fn run(files: usize, rounds: usize, max_open: usize) {
         queue_flushes: 16,
         max_open_files: open_file_budget(max_open, true),
         index: Arc::default(),
+        tags: Arc::default(),
         pending: Arc::default(),
         cache: Arc::default(),
         queue_points: 10_000_000,

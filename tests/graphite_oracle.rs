@@ -338,7 +338,7 @@ pub(crate) fn json_difference(ours: &Value, theirs: &Value) -> Option<String> {
     None
 }
 
-fn sluice_with_http(store: &Path, dir: &Path) -> common::Sluice {
+pub(crate) fn sluice_with_http(store: &Path, dir: &Path) -> common::Sluice {
     let config = common::write_file(
         dir,
         "sluice.toml",

@@ -24,6 +24,7 @@ mod proxy;
 mod reload;
 mod render_props;
 mod series_caps;
+mod tag_oracle;
 mod tags;
 mod unix_sockets;
 mod victoria;

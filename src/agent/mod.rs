@@ -97,6 +97,9 @@ pub async fn run(
         .cache
         .set_max_points(config.listen.carbon_cache_points);
     if config.whisper.enabled {
+        // Before any writer runs, so no new tagged series misses the file.
+        let tagged = store.tags.load(&config.whisper.dir);
+        tracing::info!(series = tagged, "tag index loaded");
         let (index, root) = (store.index.clone(), config.whisper.dir.clone());
         std::thread::Builder::new()
             .name("index-scan".into())

@@ -77,6 +77,7 @@ pub(crate) fn build_sinks(
             queued_points: store.queued_points.clone(),
             max_open_files: open_file_budget(w.max_open_files(), w.max_open_files.is_some()),
             index: store.index.clone(),
+            tags: store.tags.clone(),
             pending: store.pending.clone(),
             cache: store.cache.clone(),
         };

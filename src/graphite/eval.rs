@@ -23,6 +23,11 @@ pub trait Source {
             .map(|n| self.fetch(n, from, until, now))
             .collect()
     }
+    /// Tagged series matching every tag expression (seriesByTag), sorted;
+    /// an error says why the expressions are invalid.
+    fn find_tagged(&self, _exprs: &[&str]) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// A store of two made-up series, `a.b` and `a.c` (any glob matches both),
@@ -197,7 +202,12 @@ impl<'a> Context<'a> {
     }
 
     fn fetch(&self, pattern: &str) -> Result<Vec<Series>, EvalError> {
-        let names = self.source.expand(pattern);
+        self.fetch_names(self.source.expand(pattern), pattern)
+    }
+
+    /// The series of `names`, within the request's budget, each marked
+    /// as coming from `path_expression`.
+    pub fn fetch_names(&self, names: Vec<String>, pattern: &str) -> Result<Vec<Series>, EvalError> {
         let used = self.series_used.get().saturating_add(names.len());
         if used > self.limits.max_series {
             return Err(EvalError::Limit(format!(

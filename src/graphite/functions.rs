@@ -208,6 +208,9 @@ functions! {
     "aggregateWithWildcards", "Combine", [SERIES, p("func", AggFunc, true), many("position", Node)], |c, k| with_wildcards(c, k, None), "Combines with func the series that are equal but for the given nodes.";
     "groupByNode", "Combine", [SERIES, p("nodeNum", Node, true), p("callback", AggFunc, false)], group_by_node, "Groups series by one node and combines each group.";
     "groupByNodes", "Combine", [SERIES, p("callback", AggFunc, true), many("nodes", Node)], group_by_nodes, "Groups series by several nodes and combines each group.";
+    "seriesByTag", "Special", [many("tagExpressions", Text)], series_by_tag, "The tagged series matching every tag expression (tag=v, tag!=v, tag=~re, tag!=~re).";
+    "groupByTags", "Combine", [SERIES, p("callback", AggFunc, true), many("tags", Node)], group_by_tags, "Groups series by the values of some tags and combines each group.";
+    "aliasByTags", "Alias", [SERIES, many("tags", Node)], alias_by_node, "Renames each series to some of its tags and nodes.";
     "constantLine", "Special", [p("value", Float, true)], constant_line, "A horizontal line.";
     "threshold", "Graph", [p("value", Float, true), p("label", Text, false), p("color", Text, false)], threshold, "A named horizontal line.";
     "color", "Graph", [SERIES, p("theColor", Text, true)], identity, "Display only: the series unchanged.";
@@ -1545,7 +1548,10 @@ fn path_in_name(name: &str) -> &str {
 }
 
 fn node_of(name: &str, node: i64) -> Option<&str> {
-    let parts: Vec<&str> = path_in_name(name).split('.').collect();
+    // A tagged name's nodes are those of its metric, before the tags.
+    let path = path_in_name(name);
+    let metric = path.split(';').next().unwrap_or(path);
+    let parts: Vec<&str> = metric.split('.').collect();
     let index = if node < 0 {
         parts.len() as i64 + node
     } else {
@@ -1776,6 +1782,107 @@ fn group_by_nodes(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, Eva
         .map(|s| node_key(s, &nodes, call))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(group(series, keys, &func))
+}
+
+// ------------------------------------------------------------------ tags
+
+fn series_by_tag(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalError> {
+    let mut exprs = Vec::with_capacity(call.args.len());
+    for expr in call.args {
+        match ctx.value(expr)? {
+            Value::Str(s) => exprs.push(s),
+            _ => return Err(bad(call, "tag expressions must be strings")),
+        }
+    }
+    if exprs.is_empty() {
+        return Err(bad(call, "at least one tag expression is required"));
+    }
+    let refs: Vec<&str> = exprs.iter().map(String::as_str).collect();
+    let names = ctx.source.find_tagged(&refs).map_err(|e| bad(call, e))?;
+    let quoted: Vec<String> = exprs.iter().map(|e| format!("'{e}'")).collect();
+    let pattern = format!("seriesByTag({})", quoted.join(","));
+    ctx.fetch_names(names, &pattern)
+}
+
+fn group_by_tags(ctx: &Context<'_>, call: &Call<'_>) -> Result<Vec<Series>, EvalError> {
+    let callback = call
+        .string(ctx, 1, "callback")?
+        .ok_or_else(|| bad(call, "callback is required"))?;
+    // A series function's name (sumSeries) calls its aggregation (sum).
+    let func = match callback.strip_suffix("Series") {
+        Some(f) if aggregate_values(f, &[]).is_some() => f.to_string(),
+        _ => callback.clone(),
+    };
+    if aggregate_values(&func, &[]).is_none() {
+        return Err(bad(
+            call,
+            format!("unsupported aggregation function: {callback}"),
+        ));
+    }
+    let mut tags = Vec::new();
+    for expr in call.args.iter().skip(2) {
+        match ctx.value(expr)? {
+            Value::Str(t) => tags.push(t),
+            _ => return Err(bad(call, "tags must be strings")),
+        }
+    }
+    if tags.is_empty() {
+        return Err(bad(call, "no tags specified"));
+    }
+    let series = call.series(ctx, 0)?;
+    let by_name = tags.iter().any(|t| t == "name");
+    // One shared name tag names every group; otherwise the callback does.
+    let common = {
+        let mut names: Vec<&str> = series
+            .iter()
+            .map(|s| s.tags.get("name").map_or("", String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        match names.as_slice() {
+            [one] => (*one).to_string(),
+            _ => callback.clone(),
+        }
+    };
+    let keys: Vec<String> = series
+        .iter()
+        .map(|s| {
+            let mut parts: Vec<String> = tags
+                .iter()
+                .filter(|t| !by_name || *t != "name")
+                .map(|t| format!("{t}={}", s.tags.get(t).map_or("", String::as_str)))
+                .collect();
+            parts.sort();
+            let head = if by_name {
+                s.tags.get("name").cloned().unwrap_or_default()
+            } else {
+                common.clone()
+            };
+            std::iter::once(head)
+                .chain(parts)
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+        .collect();
+    let mut out = group(series, keys, &func);
+    for s in &mut out {
+        s.path_expression = s.name.clone();
+        s.tags = key_tags(&s.name);
+    }
+    Ok(out)
+}
+
+/// The tags a `name;k=v;...` key stands for.
+fn key_tags(key: &str) -> BTreeMap<String, String> {
+    let mut parts = key.split(';');
+    let mut tags = BTreeMap::new();
+    tags.insert("name".to_string(), parts.next().unwrap_or("").to_string());
+    for part in parts {
+        if let Some((k, v)) = part.split_once('=') {
+            tags.insert(k.to_string(), v.to_string());
+        }
+    }
+    tags
 }
 
 // --------------------------------------------------------------- special

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod functions;
 pub mod render;
 pub mod series;
+pub mod tags;
 pub mod target;
 pub mod time;
 
@@ -151,6 +152,12 @@ impl Source for ReadApi {
         names.sort();
         names.dedup();
         names
+    }
+
+    fn find_tagged(&self, exprs: &[&str]) -> Result<Vec<String>, String> {
+        let mut names = self.store.tags.find_series(exprs)?;
+        names.truncate(self.limits.max_series.saturating_add(1));
+        Ok(names)
     }
 
     fn fetch_many(&self, names: &[String], from: i64, until: i64, now: i64) -> Vec<Option<Series>> {
@@ -637,11 +644,6 @@ impl ReadApi {
             }
         }
         Reply::ok("application/json", body)
-    }
-
-    /// `/tags/autoComplete/*`: no tag index yet, so nothing is known.
-    pub fn tags_empty(&self) -> Reply {
-        Reply::ok("application/json", "[]")
     }
 }
 

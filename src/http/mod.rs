@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use crate::graphite::tags::Method as TagMethod;
 use crate::graphite::{Params, ReadApi, Reply};
 use crate::net::accept_loop;
 use crate::shutdown::Shutdown;
@@ -184,10 +185,21 @@ async fn route(
         (p, Some(api)) if p.starts_with("/functions/") => {
             from_reply(api.functions(p.strip_prefix("/functions/")))
         }
-        (
-            "/tags/autoComplete/tags" | "/tags/autoComplete/values" | "/tags/findSeries" | "/tags",
-            Some(api),
-        ) => from_reply(api.tags_empty()),
+        (p, Some(api)) if p == "/tags" || p.starts_with("/tags/") => {
+            let method = if parts.method == Method::POST {
+                TagMethod::Post
+            } else {
+                TagMethod::Get
+            };
+            match api.tags(p, method, &params) {
+                Some(r) => from_reply(r),
+                None => reply(
+                    404,
+                    "text/plain; charset=utf-8",
+                    format!("no endpoint {path}\n"),
+                ),
+            }
+        }
         (_, None) => reply(
             404,
             "text/plain; charset=utf-8",

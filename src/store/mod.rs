@@ -1,6 +1,6 @@
 //! The embedded Graphite store, a library that writers and readers share:
 //! whisper's file format (`format`), carbon's storage-schemas.conf and
-//! storage-aggregation.conf (`schema`), metric names to paths (`path`), the in-memory name index (`index`),
+//! storage-aggregation.conf (`schema`), metric names to paths (`path`), the in-memory name index (`index`) and tag index (`tags`),
 //! writer threads (`writer`) and the `sluice whisper` tools (`tools`).
 //! It knows nothing of StatsD.
 
@@ -11,6 +11,7 @@ pub mod path;
 pub mod pending;
 pub mod schema;
 pub mod slot;
+pub mod tags;
 pub mod tools;
 pub mod writer;
 
@@ -22,6 +23,8 @@ use std::sync::Arc;
 pub struct Shared {
     /// Every metric with a file.
     pub index: Arc<index::NameIndex>,
+    /// Every tagged series with a file, by tag.
+    pub tags: Arc<tags::TagIndex>,
     /// Flushes the writers still hold.
     pub pending: Arc<pending::Pending>,
     /// Points received over carbon's protocols, not yet written.

@@ -22,6 +22,7 @@ use super::path::metric_path;
 use super::pending::Pending;
 use super::schema::Schemas;
 use super::slot;
+use super::tags::TagIndex;
 use crate::point::PointBatch;
 use crate::telemetry::{unix_now_rounded, Counter, LogLimit, Telemetry};
 
@@ -38,6 +39,8 @@ pub struct StoreSettings {
     pub max_open_files: usize,
     /// The name index the read API finds names in; new files join it.
     pub index: Arc<NameIndex>,
+    /// The tag index; new tagged files join it.
+    pub tags: Arc<TagIndex>,
     /// Flushes not yet written everywhere (read-your-writes).
     pub pending: Arc<Pending>,
     /// Points received over carbon's protocols.
@@ -181,6 +184,7 @@ pub struct Writer {
     router: ahash::RandomState,
     root: PathBuf,
     names: Arc<NameIndex>,
+    tags: Arc<TagIndex>,
     pending: Arc<Pending>,
     cache: Arc<ReceivedCache>,
     queued_points: Arc<AtomicUsize>,
@@ -222,6 +226,7 @@ impl Writer {
             router,
             root: settings.root.clone(),
             names: settings.index.clone(),
+            tags: settings.tags.clone(),
             pending: settings.pending.clone(),
             cache: settings.cache.clone(),
             queued_points: settings.queued_points.clone(),
@@ -421,7 +426,11 @@ impl Writer {
         };
         let path = self.root.join(relative);
         match WhisperFile::open(&path) {
-            Ok(f) => return Ok(Some((f, path))),
+            Ok(f) => {
+                // A store written before the tag index kept its names.
+                self.note_tagged(name);
+                return Ok(Some((f, path)));
+            }
             Err(WhisperError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(WhisperError::Io(e)) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
                 self.refuse_name(name, &"the path is longer than the file system allows");
@@ -450,7 +459,9 @@ impl Writer {
         match WhisperFile::create(&path, &spec.archives, spec.x_files_factor, spec.method) {
             Ok(f) => {
                 self.stats.add(Counter::WhisperFilesCreated, 1);
-                if !name.contains(';') {
+                if name.contains(';') {
+                    self.note_tagged(name);
+                } else {
                     self.names.insert(name);
                 }
                 Ok(Some((f, path)))
@@ -462,6 +473,13 @@ impl Writer {
                 Ok(None)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    fn note_tagged(&self, name: &str) {
+        if name.contains(';') {
+            // A name carbon would not parse still has its (hashed) file.
+            let _ = self.tags.insert(name);
         }
     }
 
