@@ -57,7 +57,8 @@ counters! {
     BadLinesSeen: "bad_lines_seen", Always, "StatsD lines refused as malformed.";
     PacketsReceived: "packets_received", Always, "Datagrams and TCP reads received.";
     MetricsReceived: "metrics_received", Always, "Non-empty StatsD lines received.";
-    EventsDropped: "events_dropped", WhenNonZero, "DogStatsD events and service checks received (not metrics; dropped).";
+    EventsDropped: "events_dropped", WhenNonZero, "DogStatsD service checks, and events when the store is off (not metrics; dropped).";
+    EventsRecorded: "events_recorded", WhenNonZero, "DogStatsD events recorded as Graphite events.";
     KernelDroppedDatagrams: "kernel_dropped_datagrams", WhenNonZero, "Datagrams the kernel dropped on sluice's UDP sockets (SO_RXQ_OVFL).";
     LinesTooLong: "lines_too_long", WhenNonZero, "TCP lines longer than listen.tcp_max_line_length (dropped).";
     TcpConnectionsRefused: "tcp_connections_refused", WhenNonZero, "TCP connections closed at once by listen.tcp_max_connections.";
@@ -110,8 +111,10 @@ pub struct BatchTally {
     pub lines: u64,
     /// Lines refused.
     pub bad_lines: u64,
-    /// DogStatsD events and service checks.
+    /// DogStatsD events and service checks dropped.
     pub events: u64,
+    /// DogStatsD events recorded.
+    pub events_recorded: u64,
 }
 
 impl Telemetry {
@@ -137,6 +140,7 @@ impl Telemetry {
         self.add(Counter::MetricsReceived, tally.lines);
         self.add(Counter::BadLinesSeen, tally.bad_lines);
         self.add(Counter::EventsDropped, tally.events);
+        self.add(Counter::EventsRecorded, tally.events_recorded);
     }
 
     /// The interval's part of every counter the flush sends, taken (reset

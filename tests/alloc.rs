@@ -62,6 +62,7 @@ fn context() -> (Config, IngestContext) {
         telemetry: Arc::new(Telemetry::default()),
         sanitize_keys: true,
         tag_style: sluice::protocol::statsd::TagStyle::Graphite,
+        events: None,
     };
     (config, ctx)
 }

@@ -14,6 +14,7 @@ mod alloc;
 mod carbon_forwarding;
 mod carbon_receivers;
 mod etsy_parity;
+mod events;
 mod federation;
 mod graphite_oracle;
 mod hostile_store;

@@ -20,6 +20,7 @@ pub fn ingest_context(cfg: &Config) -> IngestContext {
         telemetry: Arc::new(Telemetry::default()),
         sanitize_keys: true,
         tag_style: sluice::protocol::statsd::TagStyle::Graphite,
+        events: None,
     }
 }
 

@@ -23,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
         } else {
             sluice::protocol::statsd::TagStyle::Etsy
         },
+        // In memory (never loaded from a store): events are parsed too.
+        events: Some(Arc::new(sluice::store::events::EventLog::default())),
     };
     let mut parser = PacketParser::default();
     parser.packet(&ctx, data);

@@ -31,6 +31,7 @@ use crate::ingest::{tcp, udp, Aggregating, IngestContext};
 use crate::receive::{self, ReceiveContext, Relay};
 use crate::shutdown::{Listeners, ShutdownTrigger};
 use crate::sink::SinkHandle;
+use crate::store::events::EventBounds;
 use crate::store::Shared;
 use crate::telemetry::{unix_now_rounded, GraphiteStats, Readings, Telemetry};
 use flush_thread::FlushThread;
@@ -83,16 +84,16 @@ pub async fn run(
     let telemetry = Arc::new(Telemetry::default());
     let graphite = Arc::new(GraphiteStats::new(unix_now_rounded()));
     let aggregator = Arc::new(Aggregator::new(config.listen.shards, &config.stats));
+    // The store's names: new files join as the writers create them; the
+    // files already there are scanned in the background.
+    let store = Shared::default();
     let ingest = Arc::new(IngestContext {
         aggregator: aggregator.clone(),
         telemetry: telemetry.clone(),
         sanitize_keys: config.stats.key_name_sanitize,
         tag_style: config.stats.tag_style,
+        events: config.whisper.enabled.then(|| store.events.clone()),
     });
-
-    // The store's names: new files join as the writers create them; the
-    // files already there are scanned in the background.
-    let store = Shared::default();
     store
         .cache
         .set_max_points(config.listen.carbon_cache_points);
@@ -100,6 +101,15 @@ pub async fn run(
         // Before any writer runs, so no new tagged series misses the file.
         let tagged = store.tags.load(&config.whisper.dir);
         tracing::info!(series = tagged, "tag index loaded");
+        let bounds = EventBounds {
+            retention_seconds: config.whisper.events_retention_days as f64 * 86_400.0,
+            max_events: config.whisper.max_events,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let events = store.events.load(&config.whisper.dir, bounds, now);
+        tracing::info!(events, "events loaded");
         let (index, root) = (store.index.clone(), config.whisper.dir.clone());
         std::thread::Builder::new()
             .name("index-scan".into())

@@ -648,6 +648,7 @@ mod tests {
                     telemetry,
                     sanitize_keys: true,
                     tag_style: crate::protocol::statsd::TagStyle::Etsy,
+                    events: None,
                 },
                 flusher,
                 parser: PacketParser::default(),

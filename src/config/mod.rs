@@ -347,6 +347,10 @@ pub struct WhisperConfig {
     /// Open files kept; `None`: as many as the descriptor limit allows,
     /// up to [`DEFAULT_MAX_OPEN_FILES`].
     pub max_open_files: Option<usize>,
+    /// Graphite events are kept this many days.
+    pub events_retention_days: usize,
+    /// ... and at most this many, the oldest forgotten first.
+    pub max_events: usize,
 }
 
 impl WhisperConfig {
@@ -397,6 +401,11 @@ pub const DEFAULT_MAX_SERIES: usize = 2_000_000;
 
 /// Permission bits of unix socket files, as the Datadog agent's dsd.socket.
 pub const DEFAULT_UNIX_MODE: u32 = 0o722;
+
+/// Days Graphite events are kept (whisper.events_retention_days).
+pub const DEFAULT_EVENTS_RETENTION_DAYS: usize = 90;
+/// Events kept at most (whisper.max_events).
+pub const DEFAULT_MAX_EVENTS: usize = 100_000;
 
 /// Open whisper files kept, when whisper.max_open_files is not set.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 65536;
@@ -733,6 +742,20 @@ impl Config {
                 .max_open_files
                 .map(|n| in_range("whisper.max_open_files", Some(n), 0, 16, 1 << 22))
                 .transpose()?,
+            events_retention_days: in_range(
+                "whisper.events_retention_days",
+                w.events_retention_days,
+                DEFAULT_EVENTS_RETENTION_DAYS,
+                1,
+                36_500,
+            )?,
+            max_events: in_range(
+                "whisper.max_events",
+                w.max_events,
+                DEFAULT_MAX_EVENTS,
+                1,
+                10_000_000,
+            )?,
         };
         if whisper.dir.as_os_str().is_empty() {
             return Err(invalid("whisper.dir", "\"\"", "a directory path"));

@@ -137,6 +137,8 @@ impl Config {
                 queue_flushes: int(w.queue_flushes),
                 queue_points: int(w.queue_points),
                 max_open_files: w.max_open_files.and_then(int),
+                events_retention_days: int(w.events_retention_days),
+                max_events: int(w.max_events),
             },
             console: RawConsole {
                 enabled: Some(self.console),

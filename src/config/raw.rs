@@ -131,6 +131,8 @@ pub struct RawWhisper {
     pub queue_flushes: Option<i64>,
     pub queue_points: Option<i64>,
     pub max_open_files: Option<i64>,
+    pub events_retention_days: Option<i64>,
+    pub max_events: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone)]

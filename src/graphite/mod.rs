@@ -9,6 +9,7 @@
 //! formats.
 
 pub mod eval;
+pub mod events;
 pub mod functions;
 pub mod render;
 pub mod series;

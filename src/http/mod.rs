@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use crate::graphite::events::EventRequest;
 use crate::graphite::tags::Method as TagMethod;
 use crate::graphite::{Params, ReadApi, Reply};
 use crate::net::accept_loop;
@@ -184,6 +185,25 @@ async fn route(
         ("/functions", Some(api)) => from_reply(api.functions(None)),
         (p, Some(api)) if p.starts_with("/functions/") => {
             from_reply(api.functions(p.strip_prefix("/functions/")))
+        }
+        (p, Some(api)) if p == "/events" || p.starts_with("/events/") => {
+            let query = self::params(parts.uri.query(), &[]);
+            let request = EventRequest {
+                post: parts.method == Method::POST,
+                query: &query,
+                body: &body,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            match api.events(p, &request, now) {
+                Some(r) => from_reply(r),
+                None => reply(
+                    404,
+                    "text/plain; charset=utf-8",
+                    format!("no endpoint {path}\n"),
+                ),
+            }
         }
         (p, Some(api)) if p == "/tags" || p.starts_with("/tags/") => {
             let method = if parts.method == Method::POST {

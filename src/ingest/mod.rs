@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::aggregate::{Aggregator, ShardBatch};
-use crate::protocol::statsd::{lines, parse_line, parse_plain, BadSample, Line, TagStyle};
+use crate::protocol::statsd::{
+    lines, parse_event, parse_line, parse_plain, BadSample, Line, TagStyle,
+};
+use crate::store::events::EventLog;
 use crate::telemetry::{unix_now_rounded, BatchTally, Telemetry};
 
 /// What a receiver does with the packets it reads: the agent aggregates
@@ -65,6 +68,8 @@ pub struct IngestContext {
     pub sanitize_keys: bool,
     /// How tags join the name (flush.tag_style).
     pub tag_style: TagStyle,
+    /// Where DogStatsD events go; `None`: dropped and counted.
+    pub events: Option<Arc<EventLog>>,
 }
 
 /// Per-receiver parsing state, reused from batch to batch.
@@ -76,6 +81,31 @@ pub struct PacketParser {
 }
 
 impl PacketParser {
+    /// Records a DogStatsD event line, or counts it dropped or bad.
+    fn event(&mut self, ctx: &IngestContext, raw: &[u8]) {
+        let Some(log) = &ctx.events else {
+            self.tally.events += 1;
+            return;
+        };
+        match parse_event(raw) {
+            Ok(e) => {
+                let mut tags: Vec<String> = e.tags.iter().map(|t| t.to_string()).collect();
+                if let Some(host) = e.host {
+                    tags.push(format!("host:{host}"));
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                log.add(e.timestamp, e.title, &e.text, tags, now);
+                self.tally.events_recorded += 1;
+            }
+            Err(why) => {
+                self.tally.bad_lines += 1;
+                self.bad_log.bad_line(raw, &why);
+            }
+        }
+    }
+
     /// Parses one packet (a datagram, or the complete lines of a TCP read)
     /// into the pending batch.
     pub fn packet(&mut self, ctx: &IngestContext, packet: &[u8]) {
@@ -95,7 +125,11 @@ impl PacketParser {
             }
             let metric = match parse_line(line) {
                 Line::Metric(m) => m,
-                Line::Event | Line::ServiceCheck => {
+                Line::Event(raw) => {
+                    self.event(ctx, raw);
+                    continue;
+                }
+                Line::ServiceCheck => {
                     self.tally.events += 1;
                     continue;
                 }

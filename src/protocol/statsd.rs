@@ -75,10 +75,97 @@ pub enum BadSample {
 pub enum Line<'a> {
     /// A metric line.
     Metric(MetricLine<'a>),
-    /// A DogStatsD event (`_e{...}`): not a metric, dropped and counted.
-    Event,
+    /// A DogStatsD event (`_e{...}`), the whole line: see [`parse_event`].
+    Event(&'a [u8]),
     /// A DogStatsD service check (`_sc|...`): dropped and counted.
     ServiceCheck,
+}
+
+/// A DogStatsD event: `_e{title_len,text_len}:title|text` and optional
+/// fields `|d:timestamp`, `|h:host`, `|p:priority`, `|t:alert_type`,
+/// `|s:source`, `|k:aggregation_key`, `|#tag,tag:value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DogEvent<'a> {
+    /// The title.
+    pub title: &'a str,
+    /// The text, its `\n` escapes turned into newlines.
+    pub text: String,
+    /// `d:`, Unix seconds.
+    pub timestamp: Option<f64>,
+    /// `h:`.
+    pub host: Option<&'a str>,
+    /// `#` tags, as sent.
+    pub tags: Vec<&'a str>,
+}
+
+/// Why an event line was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadEvent {
+    #[error("the event's header is not _e{{title_len,text_len}}:")]
+    /// No `{n,m}:` header.
+    Header,
+    #[error("the event's title and text lengths do not fit the line")]
+    /// Lengths past the line, or not at a `|`.
+    Lengths,
+    #[error("the event's title or text is not UTF-8")]
+    /// Not UTF-8.
+    Utf8,
+    #[error("the event's d: timestamp is not a number")]
+    /// A bad `d:`.
+    Timestamp,
+}
+
+/// Parses a DogStatsD event line (from [`Line::Event`]).
+pub fn parse_event(line: &[u8]) -> Result<DogEvent<'_>, BadEvent> {
+    let rest = line.strip_prefix(b"_e{").ok_or(BadEvent::Header)?;
+    let close = memchr(b'}', rest).ok_or(BadEvent::Header)?;
+    let lengths = std::str::from_utf8(&rest[..close]).map_err(|_| BadEvent::Header)?;
+    let (title_len, text_len) = lengths.split_once(',').ok_or(BadEvent::Header)?;
+    let title_len: usize = title_len.trim().parse().map_err(|_| BadEvent::Header)?;
+    let text_len: usize = text_len.trim().parse().map_err(|_| BadEvent::Header)?;
+    let body = rest[close + 1..]
+        .strip_prefix(b":")
+        .ok_or(BadEvent::Header)?;
+    let text_start = title_len.checked_add(1).ok_or(BadEvent::Lengths)?;
+    let text_end = text_start.checked_add(text_len).ok_or(BadEvent::Lengths)?;
+    if text_end > body.len()
+        || body.get(title_len) != Some(&b'|')
+        || (text_end < body.len() && body[text_end] != b'|')
+    {
+        return Err(BadEvent::Lengths);
+    }
+    let title = std::str::from_utf8(&body[..title_len]).map_err(|_| BadEvent::Utf8)?;
+    let text = std::str::from_utf8(&body[text_start..text_end])
+        .map_err(|_| BadEvent::Utf8)?
+        .replace("\\n", "\n");
+    let mut event = DogEvent {
+        title,
+        text,
+        timestamp: None,
+        host: None,
+        tags: Vec::new(),
+    };
+    let fields = body.get(text_end + 1..).unwrap_or_default();
+    for field in fields.split(|b| *b == b'|').filter(|f| !f.is_empty()) {
+        let Ok(field) = std::str::from_utf8(field) else {
+            continue;
+        };
+        if let Some(tags) = field.strip_prefix('#') {
+            event
+                .tags
+                .extend(tags.split(',').map(str::trim).filter(|t| !t.is_empty()));
+        } else if let Some(d) = field.strip_prefix("d:") {
+            let ts: f64 = d.trim().parse().map_err(|_| BadEvent::Timestamp)?;
+            if !ts.is_finite() {
+                return Err(BadEvent::Timestamp);
+            }
+            event.timestamp = Some(ts);
+        } else if let Some(h) = field.strip_prefix("h:") {
+            event.host = Some(h);
+        }
+        // p:, t:, s:, k: have no place in a Graphite event.
+    }
+    Ok(event)
 }
 
 /// A metric line split into its parts, nothing validated yet.
@@ -201,7 +288,7 @@ static KEEP: [bool; 256] = {
 /// Classifies one line (from [`lines`]: non-empty, no `\n`).
 pub fn parse_line(line: &[u8]) -> Line<'_> {
     if line.starts_with(b"_e{") {
-        return Line::Event;
+        return Line::Event(line);
     }
     if line.starts_with(b"_sc|") {
         return Line::ServiceCheck;
@@ -777,8 +864,39 @@ mod tests {
         assert_eq!(key_of("a:1|c|#k:v|@0.5"), "a;k=v");
         let s = one("a:1|c|c:abc|card:low").unwrap();
         assert_eq!(s.rate, 1.0);
-        assert_eq!(parse_line(b"_e{5,4}:title|text"), Line::Event);
+        assert_eq!(
+            parse_line(b"_e{5,4}:title|text"),
+            Line::Event(b"_e{5,4}:title|text")
+        );
         assert_eq!(parse_line(b"_sc|name|0"), Line::ServiceCheck);
+    }
+
+    #[test]
+    fn dogstatsd_events_parse_by_their_lengths() {
+        let e =
+            parse_event(b"_e{9,11}:deploy v1|rolled\\nout|d:1796169700|h:web1|p:low|#app,env:prod")
+                .unwrap();
+        assert_eq!(e.title, "deploy v1");
+        assert_eq!(e.text, "rolled\nout");
+        assert_eq!(e.timestamp, Some(1_796_169_700.0));
+        assert_eq!(e.host, Some("web1"));
+        assert_eq!(e.tags, ["app", "env:prod"]);
+        // A '|' inside the title is the title's, by length.
+        assert_eq!(parse_event(b"_e{3,1}:a|b|c").unwrap().title, "a|b");
+        for bad in [
+            &b"_e{5,4}:ti|text"[..],
+            b"_e{x,4}:title|text",
+            b"_e{5,40}:title|text",
+            b"_e{5,2}:title|text",
+            b"_e{5,4}:title|text|d:soon",
+            b"_e{18446744073709551615,1}:a|b",
+        ] {
+            assert!(
+                parse_event(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! It knows nothing of StatsD.
 
 pub mod cache;
+pub mod events;
 pub mod format;
 pub mod index;
 pub mod path;
@@ -23,6 +24,8 @@ use std::sync::Arc;
 pub struct Shared {
     /// Every metric with a file.
     pub index: Arc<index::NameIndex>,
+    /// Graphite's events (annotations).
+    pub events: Arc<events::EventLog>,
     /// Every tagged series with a file, by tag.
     pub tags: Arc<tags::TagIndex>,
     /// Flushes the writers still hold.
