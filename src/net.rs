@@ -224,22 +224,36 @@ fn free_socket_path(what: &'static str, path: &Path) -> Result<(), BindError> {
     std::fs::remove_file(path).map_err(fail)
 }
 
-fn set_mode(what: &'static str, path: &Path, mode: u32) -> Result<(), BindError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
-        BindError::Unix {
-            what,
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+/// Who may use a socket file: its permission bits, and the owner and
+/// group to give it (`None`: left as created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixAccess {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner (uid).
+    pub owner: Option<u32>,
+    /// Group (gid).
+    pub group: Option<u32>,
 }
 
-/// A unix datagram socket at `path` with permission bits `mode`.
+fn set_access(what: &'static str, path: &Path, access: UnixAccess) -> Result<(), BindError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |source| BindError::Unix {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    if access.owner.is_some() || access.group.is_some() {
+        std::os::unix::fs::chown(path, access.owner, access.group).map_err(fail)?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode)).map_err(fail)
+}
+
+/// A unix datagram socket at `path`, its file given `access`.
 pub fn bind_unix_datagram(
     what: &'static str,
     path: &Path,
-    mode: u32,
+    access: UnixAccess,
     receive_buffer: usize,
 ) -> Result<std::os::unix::net::UnixDatagram, BindError> {
     free_socket_path(what, path)?;
@@ -251,15 +265,15 @@ pub fn bind_unix_datagram(
     let socket = std::os::unix::net::UnixDatagram::bind(path).map_err(fail)?;
     // A bigger buffer rides out bursts, as for UDP; the kernel caps it.
     let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(receive_buffer);
-    set_mode(what, path, mode)?;
+    set_access(what, path, access)?;
     Ok(socket)
 }
 
-/// A unix stream listener at `path` with permission bits `mode`.
+/// A unix stream listener at `path`, its file given `access`.
 pub fn bind_unix_stream(
     what: &'static str,
     path: &Path,
-    mode: u32,
+    access: UnixAccess,
 ) -> Result<std::os::unix::net::UnixListener, BindError> {
     free_socket_path(what, path)?;
     let listener =
@@ -275,7 +289,7 @@ pub fn bind_unix_stream(
             path: path.to_path_buf(),
             source,
         })?;
-    set_mode(what, path, mode)?;
+    set_access(what, path, access)?;
     Ok(listener)
 }
 

@@ -134,3 +134,83 @@ fn a_regular_file_at_the_socket_path_is_left_alone() {
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
 }
+
+/// An unprivileged account (not sluice's) to hand the socket files to:
+/// the uid and gid of "daemon" or "nobody", from the system's tables.
+fn other_account() -> (String, u32, String, u32) {
+    let find = |table: &str, names: &[&str]| -> (String, u32) {
+        let text = std::fs::read_to_string(table).expect("account table");
+        for name in names {
+            for line in text.lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                if f.len() > 2 && f[0] == *name {
+                    return (name.to_string(), f[2].parse().expect("numeric id"));
+                }
+            }
+        }
+        panic!("none of {names:?} in {table}")
+    };
+    let (user, uid) = find("/etc/passwd", &["daemon", "nobody"]);
+    let (group, gid) = find("/etc/group", &["daemon", "nogroup", "nobody"]);
+    (user, uid, group, gid)
+}
+
+#[test]
+fn socket_files_get_the_configured_owner_and_group() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dgram = dir.path().join("dsd.socket");
+    let (user, uid, group, gid) = other_account();
+    let am_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    // Only root may give a file away; anyone may name their own group.
+    let (owner, want_uid) = if am_root {
+        (user.clone(), uid)
+    } else {
+        let mine = std::fs::metadata(dir.path()).expect("dir").uid();
+        (mine.to_string(), mine)
+    };
+    let group_given = if am_root {
+        group.clone()
+    } else {
+        std::fs::metadata(dir.path())
+            .expect("dir")
+            .gid()
+            .to_string()
+    };
+    let want_gid = if am_root {
+        gid
+    } else {
+        group_given.parse().expect("gid")
+    };
+    let config = crate::common::write_file(
+        dir.path(),
+        "sluice.toml",
+        &format!(
+            "[listen]\nunix_datagram = [{:?}]\nunix_owner = {owner:?}\nunix_group = {group_given:?}\nunix_mode = \"0660\"\n",
+            dgram.to_str().expect("utf-8 path")
+        ),
+    );
+    let capture = CarbonCapture::start();
+    let _sluice = start_flushing_to(&capture, &["--config", config.to_str().expect("utf-8")]);
+    wait_for_socket(&dgram);
+    let meta = std::fs::metadata(&dgram).expect("socket metadata");
+    assert_eq!((meta.uid(), meta.gid()), (want_uid, want_gid));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    // A name that is not an account is refused, naming the key.
+    let bad = crate::common::write_file(
+        dir.path(),
+        "bad.toml",
+        "[listen]\nunix_group = \"no-such-group-here\"\n",
+    );
+    let out = Command::new(crate::common::binary())
+        .args(["check-config", "--config", bad.to_str().expect("utf-8")])
+        .output()
+        .expect("run sluice check");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("listen.unix_group") && text.contains("/etc/group"),
+        "{text}"
+    );
+}

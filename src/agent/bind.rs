@@ -77,7 +77,7 @@ impl BoundSockets {
                 bind_unix_datagram(
                     "StatsD unix datagram",
                     p,
-                    listen.unix_mode,
+                    listen.unix_access(),
                     listen.udp_receive_buffer,
                 )
                 .map(|s| (p.clone(), s))
@@ -87,7 +87,8 @@ impl BoundSockets {
             .unix_stream
             .iter()
             .map(|p| {
-                bind_unix_stream("StatsD unix stream", p, listen.unix_mode).map(|s| (p.clone(), s))
+                bind_unix_stream("StatsD unix stream", p, listen.unix_access())
+                    .map(|s| (p.clone(), s))
             })
             .collect::<Result<_, _>>()?;
         Ok(BoundSockets {

@@ -29,10 +29,10 @@ pub(crate) fn plan(running: &Config, mut new: Config) -> ReloadPlan {
     let (was, now) = (&running.listen, &new.listen);
     let restart_keys: [(&'static str, bool); 11] = [
         (
-            "listen.unix_datagram / unix_stream / unix_mode",
+            "listen.unix_datagram / unix_stream / unix_mode / unix_owner / unix_group",
             was.unix_datagram != now.unix_datagram
                 || was.unix_stream != now.unix_stream
-                || was.unix_mode != now.unix_mode,
+                || was.unix_access() != now.unix_access(),
         ),
         ("listen.carbon_line", was.carbon_line != now.carbon_line),
         (

@@ -120,6 +120,21 @@ pub struct Listen {
     pub unix_stream: Vec<std::path::PathBuf>,
     /// Permission bits of the socket files.
     pub unix_mode: u32,
+    /// Owner (uid) to give the socket files; `None`: sluice's user.
+    pub unix_owner: Option<u32>,
+    /// Group (gid) to give them; `None`: sluice's group.
+    pub unix_group: Option<u32>,
+}
+
+impl Listen {
+    /// Mode, owner and group of the socket files.
+    pub fn unix_access(&self) -> crate::net::UnixAccess {
+        crate::net::UnixAccess {
+            mode: self.unix_mode,
+            owner: self.unix_owner,
+            group: self.unix_group,
+        }
+    }
 }
 
 /// Everything that decides which aggregates a flush derives.
@@ -557,6 +572,8 @@ impl Config {
                         )
                     })?,
             },
+            unix_owner: account_id("listen.unix_owner", l.unix_owner.as_deref(), "/etc/passwd")?,
+            unix_group: account_id("listen.unix_group", l.unix_group.as_deref(), "/etc/group")?,
         };
 
         let f = &raw.flush;
@@ -980,6 +997,38 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return None;
     }
     Some(Duration::from_secs_f64(seconds))
+}
+
+/// A user or group given by name or number: the number, the name looked
+/// up in `table` (/etc/passwd or /etc/group: name:x:id:...).
+fn account_id(
+    key: &'static str,
+    given: Option<&str>,
+    table: &str,
+) -> Result<Option<u32>, ConfigError> {
+    let Some(given) = given.map(str::trim).filter(|g| !g.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(id) = given.parse::<u32>() {
+        return Ok(Some(id));
+    }
+    let text = std::fs::read_to_string(table).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse::<u32>().ok()?;
+            (name == given).then_some(id)
+        })
+        .next()
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                key,
+                format!("{given:?}"),
+                format!("a numeric id or a name listed in {table}"),
+            )
+        })
 }
 
 const DURATION_FORMS: &str = "a duration such as \"500ms\", \"1s\", \"10s\", \"2m\" or \"1h\"";

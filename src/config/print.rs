@@ -53,6 +53,8 @@ impl Config {
                         .collect(),
                 ),
                 unix_mode: Some(format!("{:04o}", l.unix_mode)),
+                unix_owner: l.unix_owner.map(|id| id.to_string()),
+                unix_group: l.unix_group.map(|id| id.to_string()),
                 carbon_cache_points: int(l.carbon_cache_points),
             },
             flush: RawFlush {

@@ -59,6 +59,8 @@ pub struct RawListen {
     pub unix_datagram: Option<Vec<String>>,
     pub unix_stream: Option<Vec<String>>,
     pub unix_mode: Option<String>,
+    pub unix_owner: Option<String>,
+    pub unix_group: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, Clone)]
