@@ -70,6 +70,9 @@ fn events_agree_with_graphite_web() {
         format!("from={}&until={}&tags=deploy", T0 + 150, T0 + 350),
         format!("from={}", T0 + 250),
         format!("until={}", T0 + 150),
+        // Grafana's annotation query: its range as offsets, tags joined by spaces.
+        "from=-30d&until=now&tags=deploy".to_string(),
+        "from=-30d&until=now&tags=deploy%20app".to_string(),
     ] {
         let path = format!("/events/get_data?{query}");
         let theirs = http::get(web.addr, &path).expect("graphite-web answers");

@@ -147,6 +147,23 @@ fn tag_endpoints_and_tag_renders_agree_with_graphite_web() {
             "/tags/autoComplete/values?tag=server&valuePrefix=web&{q}"
         ));
     }
+    // Grafana's tag editor and template variables, as it sends them
+    // (empty prefixes, its time range, limit 100 or 10000), and a
+    // federating graphite-web's `local=1`.
+    for grafana in [
+        "/tags/autoComplete/tags?expr=name%3Dcpu.load&tagPrefix=&limit=100&from=-6h&until=now",
+        "/tags/autoComplete/tags?expr=name%3Dcpu.load&expr=server%3Dweb02&tagPrefix=e&limit=100&from=-6h&until=now",
+        "/tags/autoComplete/values?expr=name%3Dcpu.load&tag=server&valuePrefix=&limit=100&from=-6h&until=now",
+        "/tags/autoComplete/values?expr=name%3D~%5Ecpu.*&tag=dc&valuePrefix=e&limit=100&from=-6h&until=now",
+        "/tags/autoComplete/tags?tagPrefix=&limit=10000",
+        "/tags/autoComplete/values?expr=dc%3Deu&tag=server&limit=10000",
+        "/tags/autoComplete/values?tag=name&valuePrefix=&limit=10000",
+        "/tags/autoComplete/tags?tagPrefix=&limit=100&local=1&expr=dc%3Dus",
+        "/tags/autoComplete/values?tag=method&valuePrefix=&limit=100&local=1&expr=name%3Dhttp.hits",
+        "/tags/autoComplete/tags?expr%5B%5D=name%3Ddisk.used",
+    ] {
+        questions.push(grafana.to_string());
+    }
     let mut failures = Vec::new();
     for path in &questions {
         let theirs = http::get(web.addr, path).expect("graphite-web answers");
