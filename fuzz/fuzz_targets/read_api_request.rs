@@ -1,10 +1,13 @@
 //! A read-API request (query string or form body) through the endpoints
-//! the HTTP router dispatches to, over a small real store.
+//! the HTTP router dispatches to (render, find, expand, functions, tags,
+//! events), over a small real store.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use sluice::graphite::events::EventRequest;
+use sluice::graphite::tags::Method;
 use sluice::graphite::{Params, ReadApi, ReadLimits};
 use sluice::store::format::{Aggregation, WhisperFile};
 use sluice::store::Shared;
@@ -26,6 +29,9 @@ fn api() -> &'static ReadApi {
                 );
             }
             store.index.insert(name);
+        }
+        for tagged in ["disk.used;dc=eu;host=a", "disk.used;dc=us;host=b", "cpu;host=a"] {
+            let _ = store.tags.insert(tagged);
         }
         ReadApi {
             root,
@@ -50,4 +56,28 @@ fuzz_target!(|data: &[u8]| {
     if let Some(name) = params.get("name") {
         let _ = api.functions(Some(name));
     }
+    for path in [
+        "/tags",
+        "/tags/autoComplete/tags",
+        "/tags/autoComplete/values",
+        "/tags/findSeries",
+        "/tags/host",
+    ] {
+        let _ = api.tags(path, Method::Get, &params);
+    }
+    // Registered and deleted again, so the index stays bounded.
+    if params.has("path") {
+        let _ = api.tags("/tags/tagSeries", Method::Post, &params);
+        let _ = api.tags("/tags/delSeries", Method::Post, &params);
+    }
+    let now = 1_700_000_000.0;
+    let get = EventRequest {
+        post: false,
+        query: &params,
+        body: data,
+    };
+    let _ = api.events("/events/get_data", &get, now);
+    // The event log bounds itself (whisper.max_events).
+    let post = EventRequest { post: true, ..get };
+    let _ = api.events("/events", &post, now);
 });
