@@ -25,6 +25,8 @@ need_plain=()
 [ -x /usr/bin/carbon-c-relay ] || need_plain+=(carbon-c-relay)
 # VictoriaMetrics: the distributed store sluice forwards into (tests/victoria.rs).
 [ -x /usr/bin/victoria-metrics ] || need_plain+=(victoria-metrics)
+# A real browser for the page's tests (headless).
+[ -x /usr/bin/chromium ] || need_plain+=(chromium fonts-dejavu-core)
 if [ "${#need_plain[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_plain[@]}"

@@ -20,6 +20,7 @@ mod graphite_oracle;
 mod hostile_store;
 mod in_process;
 mod kernel_drops;
+mod page;
 mod parser_props;
 mod proxy;
 mod reload;

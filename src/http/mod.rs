@@ -2,7 +2,10 @@
 //! `/health`, Prometheus `/metrics`, and Graphite's read API
 //! (`crate::graphite`) when the store is on. GET and POST (form bodies,
 //! merged over the query string as graphite-web merges them), bounded
-//! bodies, optional CORS, and a bound on renders running at once.
+//! bodies, optional CORS, and a bound on renders running at once; the
+//! page at `/` (`page`).
+
+mod page;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -156,6 +159,14 @@ async fn route(
     let path = parts.uri.path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
     let params = params(parts.uri.query(), &body);
+    if let Some((content_type, text)) = page::asset(path) {
+        let mut response = reply(200, content_type, text);
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(page::CONTENT_SECURITY_POLICY),
+        );
+        return response;
+    }
     match (path, &ctx.graphite) {
         ("/health", _) => {
             if ctx.healthy.load(Ordering::Relaxed) {

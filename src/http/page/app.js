@@ -1,0 +1,210 @@
+// sluice's page: the metric tree, graphs and the agent's own numbers, all
+// from the public API (/metrics/find, /render, /metrics), so whatever it
+// shows a dashboard tool sees too. No library, no request off this host.
+"use strict";
+
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const $ = (id) => document.getElementById(id);
+let refresh = null;
+
+function state() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  return { view: p.get("view") || "graph", targets: p.getAll("target"), from: p.get("from") || "-1h" };
+}
+
+function setState(s) {
+  const p = new URLSearchParams();
+  p.set("view", s.view);
+  s.targets.forEach((t) => p.append("target", t));
+  p.set("from", s.from);
+  location.hash = p.toString();
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  Object.entries(attrs || {}).forEach(([k, v]) => e.setAttribute(k, v));
+  children.forEach((c) => e.append(c));
+  return e;
+}
+
+async function find(query) {
+  const r = await fetch("/metrics/find?query=" + encodeURIComponent(query));
+  if (!r.ok) throw new Error(await r.text());
+  return r.json();
+}
+
+function treeItem(node) {
+  const li = el("li", { role: "treeitem" });
+  const b = el("button", { type: "button", class: node.leaf ? "leaf" : "branch", "data-path": node.id }, node.text);
+  li.append(b);
+  if (node.leaf) {
+    b.addEventListener("click", () => {
+      const s = state();
+      setState({ ...s, view: "graph", targets: [...s.targets.filter((t) => t !== node.id), node.id] });
+    });
+  } else {
+    b.setAttribute("aria-expanded", "false");
+    b.addEventListener("click", async () => {
+      const open = b.getAttribute("aria-expanded") === "true";
+      const old = li.querySelector("ul");
+      if (old) old.remove();
+      b.setAttribute("aria-expanded", String(!open));
+      if (!open) li.append(await children(node.id + ".*"));
+    });
+  }
+  return li;
+}
+
+async function children(query) {
+  const ul = el("ul", { role: "group" });
+  try {
+    (await find(query)).forEach((n) => ul.append(treeItem(n)));
+  } catch (e) {
+    ul.append(el("li", {}, String(e.message)));
+  }
+  return ul;
+}
+
+async function showTree(query) {
+  const tree = $("tree");
+  const ul = await children(query);
+  tree.replaceChildren(...ul.children);
+}
+
+function fmt(v) {
+  if (v === null) return "null";
+  const a = Math.abs(v);
+  if (a >= 1e9) return (v / 1e9).toPrecision(3) + "G";
+  if (a >= 1e6) return (v / 1e6).toPrecision(3) + "M";
+  if (a >= 1e3) return (v / 1e3).toPrecision(3) + "k";
+  return String(Math.round(v * 1000) / 1000);
+}
+
+function iso(ts) {
+  return new Date(ts * 1000).toISOString().replace(".000Z", "Z");
+}
+
+function chart(series) {
+  const W = 900, H = 300, L = 60, B = 24;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "graph of " + series.map((s) => s.target).join(", "));
+  const points = series.flatMap((s) => s.datapoints);
+  const values = points.map((p) => p[0]).filter((v) => v !== null && isFinite(v));
+  const times = points.map((p) => p[1]);
+  if (!times.length) return svg;
+  const t0 = Math.min(...times), t1 = Math.max(...times);
+  let lo = values.length ? Math.min(0, ...values) : 0, hi = values.length ? Math.max(...values) : 1;
+  if (hi === lo) hi = lo + 1;
+  const x = (t) => L + ((t - t0) / Math.max(1, t1 - t0)) * (W - L - 10);
+  const y = (v) => H - B - ((v - lo) / (hi - lo)) * (H - B - 10);
+  const line = (x1, y1, x2, y2) => {
+    const l = document.createElementNS(ns, "line");
+    Object.entries({ x1, y1, x2, y2, class: "axis" }).forEach(([k, v]) => l.setAttribute(k, v));
+    svg.append(l);
+  };
+  const text = (tx, ty, s, anchor) => {
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", tx); t.setAttribute("y", ty); t.setAttribute("text-anchor", anchor);
+    t.textContent = s;
+    svg.append(t);
+  };
+  for (let i = 0; i <= 4; i++) {
+    const v = lo + ((hi - lo) * i) / 4;
+    line(L, y(v), W - 10, y(v));
+    text(L - 4, y(v) + 4, fmt(v), "end");
+  }
+  text(L, H - 6, iso(t0), "start");
+  text(W - 10, H - 6, iso(t1), "end");
+  series.forEach((s, i) => {
+    // A null ends a segment: gaps are drawn as gaps.
+    let d = "", pen = false;
+    s.datapoints.forEach(([v, t]) => {
+      if (v === null || !isFinite(v)) { pen = false; return; }
+      d += (pen ? "L" : "M") + x(t).toFixed(1) + " " + y(v).toFixed(1) + " ";
+      pen = true;
+    });
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", d.trim());
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", COLORS[i % COLORS.length]);
+    path.setAttribute("stroke-width", "1.5");
+    svg.append(path);
+  });
+  return svg;
+}
+
+function dataTables(series) {
+  return series.map((s) => {
+    const rows = s.datapoints.map(([v, t]) => el("tr", {}, el("td", {}, iso(t)), el("td", { "data-value": v === null ? "null" : String(v) }, v === null ? "null" : String(v))));
+    return el("table", { class: "series-data", "data-target": s.target },
+      el("caption", {}, s.target),
+      el("thead", {}, el("tr", {}, el("th", {}, "time"), el("th", {}, "value"))),
+      el("tbody", {}, ...rows));
+  });
+}
+
+async function draw() {
+  const s = state();
+  $("target").value = s.targets.join(", ");
+  $("range").value = s.from;
+  const err = $("error");
+  if (!s.targets.length) return;
+  const q = new URLSearchParams({ format: "json", from: s.from });
+  s.targets.forEach((t) => q.append("target", t));
+  const r = await fetch("/render?" + q.toString());
+  if (!r.ok) {
+    err.textContent = `${r.status}: ${await r.text()}`;
+    err.hidden = false;
+    return;
+  }
+  err.hidden = true;
+  const series = await r.json();
+  $("chart").replaceChildren(chart(series));
+  $("legend").replaceChildren(...series.map((x, i) => {
+    const last = [...x.datapoints].reverse().find((p) => p[0] !== null);
+    const swatch = el("span", {});
+    swatch.style.background = COLORS[i % COLORS.length];
+    return el("li", {}, swatch, `${x.target} (last ${last ? fmt(last[0]) : "none"})`);
+  }));
+  $("data").replaceChildren(...dataTables(series));
+  document.body.dataset.drawn = String(series.length);
+}
+
+async function agent() {
+  const r = await fetch("/metrics");
+  const rows = (await r.text()).split("\n").filter((l) => l && !l.startsWith("#")).map((l) => {
+    const at = l.lastIndexOf(" ");
+    return el("tr", {}, el("td", {}, l.slice(0, at)), el("td", {}, l.slice(at + 1)));
+  });
+  $("agent").tBodies[0].replaceChildren(...rows);
+  document.body.dataset.agent = String(rows.length);
+}
+
+function route() {
+  const s = state();
+  clearInterval(refresh);
+  const graph = s.view !== "agent";
+  $("graph-view").hidden = !graph;
+  $("browse").hidden = !graph;
+  $("agent-view").hidden = graph;
+  const run = graph ? draw : agent;
+  run().catch((e) => { $("error").textContent = String(e); $("error").hidden = false; });
+  refresh = setInterval(() => run().catch(() => {}), graph ? 30000 : 5000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("target-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const targets = $("target").value.split(/,\s*(?![^()]*\))/).map((t) => t.trim()).filter(Boolean);
+    setState({ ...state(), view: "graph", targets, from: $("range").value });
+  });
+  $("filter").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") showTree($("filter").value.trim() || "*");
+  });
+  window.addEventListener("hashchange", route);
+  showTree("*");
+  route();
+});

@@ -1,0 +1,179 @@
+//! The page at `/` in a real browser (Debian's chromium, headless) against
+//! the real binary with data sent in the test: the tree shows the names
+//! sent, a graph's data table holds the values sent, a bad target shows
+//! the API's error, the agent view shows the lines received, and nothing
+//! is refused or fails on the way. Screenshots go to
+//! target/test-artifacts/.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{self, http, send_udp, Sluice};
+
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    dir
+}
+
+/// (DOM after the page settled, the browser's log) for `url`; with
+/// `screenshot`, a 1280x800 picture of it too.
+fn browse(url: &str, screenshot: Option<&Path>) -> (String, String) {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--window-size=1280,800",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=8000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()));
+    match screenshot {
+        Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    let out = cmd
+        .arg(url)
+        .output()
+        .expect("run chromium (scripts/install-test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// No script error, no refused or failed request in the browser's log.
+fn assert_clean(log: &str, what: &str) {
+    for bad in [
+        "Uncaught",
+        "Refused to",
+        "Failed to load resource",
+        "net::ERR_",
+    ] {
+        assert!(
+            !log.contains(bad),
+            "{what}: {bad} in the browser log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("whisper");
+    let config = common::store_config(
+        dir.path(),
+        &store,
+        "1s:1h",
+        "[http]\naddress = \"127.0.0.1:0\"\n",
+    );
+    let sluice = Sluice::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--flush-interval",
+        "1s",
+    ]);
+    let addr = sluice.logged_addr("http").expect("http address");
+    for value in [4, 7, 9] {
+        send_udp(
+            sluice.udp,
+            &[format!("page.hits:{value}|c\npage.temp:2{value}|g\n").as_bytes()],
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    // Wait until the read API has every value, so the browser sees them.
+    let render = "/render?target=stats_counts.page.hits&from=-5min&format=json";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = http::get(addr, render).expect("render").body;
+        if ["[4.0,", "[7.0,", "[9.0,"].iter().all(|v| body.contains(v)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store never held 4, 7 and 9: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let base = format!("http://{addr}/");
+    // The policy that keeps every request on this host.
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        conn,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut head = String::new();
+    conn.read_to_string(&mut head).expect("read");
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; script-src 'self'")
+            && head.contains("connect-src 'self'"),
+        "{head}"
+    );
+
+    let graph = format!(
+        "{base}#view=graph&target=stats_counts.page.hits&target=stats.gauges.page.temp&from=-5min"
+    );
+    let (dom, log) = browse(&graph, None);
+    assert_clean(&log, "graph");
+    for name in ["stats", "stats_counts"] {
+        assert!(
+            dom.contains(&format!("data-path=\"{name}\"")),
+            "tree lacks {name}:\n{dom}"
+        );
+    }
+    assert!(dom.contains("data-drawn=\"2\""), "two series drawn:\n{dom}");
+    for value in ["4", "7", "9", "24", "27", "29"] {
+        assert!(
+            dom.contains(&format!("data-value=\"{value}\"")),
+            "no {value} in the data tables:\n{dom}"
+        );
+    }
+    assert!(dom.contains("<path d=\"M"), "no line drawn");
+
+    let (dom, log) = browse(
+        &format!("{base}#view=graph&target=nosuchFunc(stats.x)&from=-5min"),
+        None,
+    );
+    assert_clean(&log, "bad target");
+    assert!(
+        dom.contains("400: Invalid parameters (Received request for unknown function: nosuchFunc)"),
+        "the API's error is not shown:\n{dom}"
+    );
+
+    let (dom, log) = browse(&format!("{base}#view=agent"), None);
+    assert_clean(&log, "agent");
+    let received = dom
+        .split("<td>sluice_metrics_received_total</td><td>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(received, Some(6), "the agent view's lines received:\n{dom}");
+
+    let shots = artifacts();
+    for (name, url) in [
+        ("page-graph.png", graph.clone()),
+        ("page-agent.png", format!("{base}#view=agent")),
+    ] {
+        let path = shots.join(name);
+        let _ = std::fs::remove_file(&path);
+        browse(&url, Some(&path));
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{name}: {size} bytes");
+    }
+}
