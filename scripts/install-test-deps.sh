@@ -55,6 +55,10 @@ if ! "$deps/venv/bin/pip" show whisper 2>/dev/null | grep -qx 'Version: 1.1.10';
 fi
 "$deps/venv/bin/python" -c 'import whisper; print("python whisper ready:", whisper.__file__)'
 # The Datadog Python client: a real DogStatsD sender over unix sockets.
+# The page's live tests drive chromium over the DevTools protocol.
+if ! "$deps/venv/bin/pip" show websocket-client 2>/dev/null | grep -qx 'Version: 1.8.0'; then
+  "$deps/venv/bin/pip" install --quiet --disable-pip-version-check websocket-client==1.8.0
+fi
 if ! "$deps/venv/bin/pip" show datadog 2>/dev/null | grep -qx 'Version: 0.50.2'; then
   "$deps/venv/bin/pip" install --quiet --disable-pip-version-check datadog==0.50.2
 fi

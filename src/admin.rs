@@ -46,6 +46,8 @@ pub struct AdminContext {
     pub readings: Readings,
     /// Held while a command runs: one dump or delete at a time.
     pub heavy: std::sync::Mutex<()>,
+    /// The live tap (`tap PATTERN`).
+    pub tap: Arc<crate::tap::Tap>,
 }
 
 /// A reply, and whether to close the connection after it.
@@ -69,7 +71,7 @@ pub fn respond(ctx: &AdminContext, line: &str) -> Reply {
     let args: Vec<&str> = words.collect();
     match command {
         "help" => Reply::text(
-            "Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, delgauges, delsets, health, config, quit\n\n"
+            "Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, delgauges, delsets, health, config, tap PATTERN, quit\n\n"
                 .into(),
         ),
         "health" => {
@@ -322,6 +324,39 @@ fn inspect_key_string(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// Writes tapped lines to `write` as they come, and every second how many
+/// a slow reader missed, until the client sends anything, goes away or
+/// the agent stops.
+async fn stream_tap<R, W>(
+    mut sub: crate::tap::Subscription,
+    reader: &mut R,
+    write: &mut W,
+    stop: &mut Shutdown,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut byte = [0u8; 1];
+    loop {
+        let out: Vec<u8> = tokio::select! {
+            line = sub.lines.recv() => match line {
+                Some(line) => [&line[..], b"\n"].concat(),
+                None => return,
+            },
+            _ = tick.tick() => match sub.take_missed() {
+                0 => continue,
+                n => format!("# missed {n} lines (reading too slowly)\n").into_bytes(),
+            },
+            _ = reader.read(&mut byte) => return,
+            _ = stop.wait() => return,
+        };
+        if write.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Serves the admin interface until `shutdown`.
 pub async fn serve(listener: TcpListener, ctx: Arc<AdminContext>, shutdown: Shutdown) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -356,6 +391,15 @@ pub async fn serve(listener: TcpListener, ctx: Arc<AdminContext>, shutdown: Shut
                     Ok(_) => {}
                 }
                 let line = String::from_utf8_lossy(&buf).trim().to_string();
+                if let Some(pattern) = line.strip_prefix("tap ") {
+                    let Some(sub) = ctx.tap.subscribe(pattern.trim()) else {
+                        let _ = write.write_all(b"ERROR pattern too complex\n").await;
+                        continue;
+                    };
+                    // Until the client sends anything or goes away.
+                    stream_tap(sub, &mut reader, &mut write, &mut stop).await;
+                    break;
+                }
                 if let Some(kind) = dump_kind(line.split_whitespace().next().unwrap_or("")) {
                     // Streamed: a shard's text at a time through a small
                     // channel, written while the next shard is read.

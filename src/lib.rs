@@ -20,4 +20,5 @@ pub mod shutdown;
 pub mod sink;
 pub mod store;
 pub mod systemd;
+pub mod tap;
 pub mod telemetry;

@@ -63,6 +63,7 @@ fn context() -> (Config, IngestContext) {
         sanitize_keys: true,
         tag_style: sluice::protocol::statsd::TagStyle::Graphite,
         events: None,
+        tap: None,
     };
     (config, ctx)
 }

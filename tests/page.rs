@@ -1,7 +1,8 @@
 //! The page at `/` in a real browser (Debian's chromium, headless) against
 //! the real binary with data sent in the test: the tree shows the names
 //! sent, a graph's data table holds the values sent, a bad target shows
-//! the API's error, the agent view shows the lines received, and nothing
+//! the API's error, the agent view shows the lines received, the tap
+//! view shows matching lines as they arrive, and nothing
 //! is refused or fails on the way. Screenshots go to
 //! target/test-artifacts/.
 
@@ -52,6 +53,31 @@ fn browse(url: &str, screenshot: Option<&Path>) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The value of `expression` in `url` after `seconds` of real time, and
+/// every console error, exception and failed request meanwhile (through
+/// the DevTools protocol: a stream never finishes loading, so a DOM dump
+/// would not wait for it).
+fn evaluate_live(url: &str, seconds: f64, expression: &str) -> (serde_json::Value, Vec<String>) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join(".test-deps/venv/bin/python"))
+        .arg(root.join("tests/cdp_eval.py"))
+        .args([url, &seconds.to_string(), expression])
+        .output()
+        .expect("run tests/cdp_eval.py (scripts/install-test-deps.sh installs its client)");
+    assert!(
+        out.status.success(),
+        "cdp_eval: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cdp_eval prints JSON");
+    let problems = reply["problems"]
+        .as_array()
+        .map(|p| p.iter().map(|x| x.to_string()).collect())
+        .unwrap_or_default();
+    (reply["value"].clone(), problems)
 }
 
 /// No script error, no refused or failed request in the browser's log.
@@ -164,6 +190,30 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
         .and_then(|rest| rest.split('<').next())
         .and_then(|n| n.parse::<u64>().ok());
     assert_eq!(received, Some(6), "the agent view's lines received:\n{dom}");
+
+    // The live tap, while lines arrive (a real-time wait: the stream
+    // never finishes, so virtual time would not advance).
+    let udp = sluice.udp;
+    let sending = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            send_udp(udp, &[b"page.live:1|c\npage.other:1|c\n"]);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let (lines, problems) = evaluate_live(
+        &format!("{base}#view=tap&pattern=page.live"),
+        2.0,
+        "document.getElementById('tap-lines').innerText",
+    );
+    sending.join().expect("sender");
+    assert!(problems.is_empty(), "tap view: {problems:?}");
+    let lines = lines.as_str().unwrap_or("").to_string();
+    assert!(
+        lines.lines().count() >= 5,
+        "too few tapped lines: {lines:?}"
+    );
+    assert!(lines.lines().all(|l| l == "page.live:1|c"), "{lines:?}");
 
     let shots = artifacts();
     for (name, url) in [

@@ -28,6 +28,7 @@ mod render_props;
 mod series_caps;
 mod tag_oracle;
 mod tags;
+mod tap;
 mod unix_sockets;
 mod victoria;
 mod whisper_fixtures;

@@ -21,6 +21,7 @@ pub fn ingest_context(cfg: &Config) -> IngestContext {
         sanitize_keys: true,
         tag_style: sluice::protocol::statsd::TagStyle::Graphite,
         events: None,
+        tap: None,
     }
 }
 

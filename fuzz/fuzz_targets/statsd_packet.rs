@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         },
         // In memory (never loaded from a store): events are parsed too.
         events: Some(Arc::new(sluice::store::events::EventLog::default())),
+        tap: None,
     };
     let mut parser = PacketParser::default();
     parser.packet(&ctx, data);

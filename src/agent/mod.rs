@@ -33,6 +33,7 @@ use crate::shutdown::{Listeners, ShutdownTrigger};
 use crate::sink::SinkHandle;
 use crate::store::events::EventBounds;
 use crate::store::Shared;
+use crate::tap::Tap;
 use crate::telemetry::{unix_now_rounded, GraphiteStats, Readings, Telemetry};
 use flush_thread::FlushThread;
 use sinks::{build_sinks, SharedMonitors};
@@ -87,12 +88,14 @@ pub async fn run(
     // The store's names: new files join as the writers create them; the
     // files already there are scanned in the background.
     let store = Shared::default();
+    let tap = Arc::new(Tap::default());
     let ingest = Arc::new(IngestContext {
         aggregator: aggregator.clone(),
         telemetry: telemetry.clone(),
         sanitize_keys: config.stats.key_name_sanitize,
         tag_style: config.stats.tag_style,
         events: config.whisper.enabled.then(|| store.events.clone()),
+        tap: Some(tap.clone()),
     });
     store
         .cache
@@ -235,6 +238,7 @@ pub async fn run(
             healthy: healthy.clone(),
             readings: readings.clone(),
             heavy: std::sync::Mutex::new(()),
+            tap: tap.clone(),
         });
         let listener = tokio::net::TcpListener::from_std(listener)?;
         listeners.spawn("admin", admin::serve(listener, ctx, stop.clone()));
@@ -266,6 +270,7 @@ pub async fn run(
                 max_concurrent_renders: h.max_concurrent_renders,
                 cors_origin: h.cors_origin.clone(),
             },
+            tap: tap.clone(),
         });
         let listener = tokio::net::TcpListener::from_std(listener)?;
         listeners.spawn("http", http::serve(listener, ctx, stop.clone()));

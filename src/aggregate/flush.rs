@@ -649,6 +649,7 @@ mod tests {
                     sanitize_keys: true,
                     tag_style: crate::protocol::statsd::TagStyle::Etsy,
                     events: None,
+                    tap: None,
                 },
                 flusher,
                 parser: PacketParser::default(),

@@ -39,6 +39,8 @@ pub struct HttpContext {
     pub graphite: Option<Arc<ReadApi>>,
     /// Transport settings.
     pub settings: HttpSettings,
+    /// The live tap, streamed by `/tap`.
+    pub tap: Arc<crate::tap::Tap>,
 }
 
 /// Transport bounds and CORS.
@@ -52,7 +54,8 @@ pub struct HttpSettings {
     pub cors_origin: Option<String>,
 }
 
-/// Serves HTTP until `shutdown`; open connections finish their request.
+/// Serves HTTP until `shutdown`; open connections finish their request
+/// (within 5 s).
 pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, shutdown: Shutdown) {
     let renders = Arc::new(Semaphore::new(ctx.settings.max_concurrent_renders.max(1)));
     let app = axum::Router::new().fallback(move |request: Request<Body>| {
@@ -78,7 +81,8 @@ pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, shutdown: Shutd
                 _ = connection.as_mut() => {}
                 _ = stop.wait() => {
                     connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+                    // A tap stream never finishes by itself.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
                 }
             }
         });
@@ -168,6 +172,7 @@ async fn route(
         return response;
     }
     match (path, &ctx.graphite) {
+        ("/tap", _) => tap_stream(&ctx.tap, params.get("pattern").unwrap_or("*")),
         ("/health", _) => {
             if ctx.healthy.load(Ordering::Relaxed) {
                 reply(200, "text/plain", "up\n")
@@ -242,6 +247,45 @@ async fn route(
             format!("no endpoint {path}\n"),
         ),
     }
+}
+
+/// `/tap?pattern=GLOB`: the tapped lines as server-sent events (`data:`
+/// per line, an `event: missed` when a slow reader lost some), until the
+/// client goes away.
+fn tap_stream(tap: &Arc<crate::tap::Tap>, pattern: &str) -> Response<Body> {
+    let Some(sub) = tap.subscribe(pattern) else {
+        return reply(400, "text/plain; charset=utf-8", "pattern too complex\n");
+    };
+    let tick = tokio::time::interval(Duration::from_secs(1));
+    // Opens the stream at once, so the browser sees the connection live.
+    let opening = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(Bytes::from_static(b": tapping\n\n"))
+    });
+    let events = futures_util::stream::unfold((sub, tick), |(mut sub, mut tick)| async move {
+        loop {
+            let event = tokio::select! {
+                line = sub.lines.recv() => {
+                    let line = line?;
+                    format!("data: {}\n\n", String::from_utf8_lossy(&line))
+                }
+                _ = tick.tick() => match sub.take_missed() {
+                    0 => continue,
+                    n => format!("event: missed\ndata: {n}\n\n"),
+                },
+            };
+            return Some((Ok(Bytes::from(event)), (sub, tick)));
+        }
+    });
+    let mut response = Response::new(Body::from_stream(futures_util::StreamExt::chain(
+        opening, events,
+    )));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn render(api: Arc<ReadApi>, renders: Arc<Semaphore>, params: Params) -> Response<Body> {

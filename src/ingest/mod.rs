@@ -14,6 +14,7 @@ use crate::protocol::statsd::{
     lines, parse_event, parse_line, parse_plain, BadSample, Line, TagStyle,
 };
 use crate::store::events::EventLog;
+use crate::tap::Tap;
 use crate::telemetry::{unix_now_rounded, BatchTally, Telemetry};
 
 /// What a receiver does with the packets it reads: the agent aggregates
@@ -70,6 +71,8 @@ pub struct IngestContext {
     pub tag_style: TagStyle,
     /// Where DogStatsD events go; `None`: dropped and counted.
     pub events: Option<Arc<EventLog>>,
+    /// The live tap (admin `tap`, the page); `None`: never tapped.
+    pub tap: Option<Arc<Tap>>,
 }
 
 /// Per-receiver parsing state, reused from batch to batch.
@@ -110,8 +113,13 @@ impl PacketParser {
     /// into the pending batch.
     pub fn packet(&mut self, ctx: &IngestContext, packet: &[u8]) {
         self.tally.packets += 1;
+        // One relaxed load per packet when nobody watches.
+        let tap = ctx.tap.as_deref().filter(|t| t.is_active());
         for line in lines(packet) {
             self.tally.lines += 1;
+            if let Some(tap) = tap {
+                tap.offer(line);
+            }
             // Graphite style sorts the `;k=v` tags a key may carry itself.
             let fast = parse_plain(line).filter(|(key, _)| {
                 ctx.tag_style == TagStyle::Etsy || memchr::memchr(b';', key).is_none()

@@ -6,10 +6,13 @@
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 const $ = (id) => document.getElementById(id);
 let refresh = null;
+let tapSource = null;
+// Tapped lines kept on the page.
+const TAP_KEEP = 500;
 
 function state() {
   const p = new URLSearchParams(location.hash.slice(1));
-  return { view: p.get("view") || "graph", targets: p.getAll("target"), from: p.get("from") || "-1h" };
+  return { view: p.get("view") || "graph", targets: p.getAll("target"), from: p.get("from") || "-1h", pattern: p.get("pattern") || "*" };
 }
 
 function setState(s) {
@@ -17,6 +20,7 @@ function setState(s) {
   p.set("view", s.view);
   s.targets.forEach((t) => p.append("target", t));
   p.set("from", s.from);
+  if (s.view === "tap") p.set("pattern", s.pattern);
   location.hash = p.toString();
 }
 
@@ -183,9 +187,37 @@ async function agent() {
   document.body.dataset.agent = String(rows.length);
 }
 
+function tap(pattern) {
+  $("tap-pattern").value = pattern;
+  const list = $("tap-lines");
+  list.replaceChildren();
+  $("tap-status").textContent = `connecting to the tap for ${pattern}`;
+  tapSource = new EventSource("/tap?pattern=" + encodeURIComponent(pattern));
+  tapSource.onopen = () => { $("tap-status").textContent = `tapping ${pattern}`; };
+  tapSource.onmessage = (e) => {
+    list.append(el("li", {}, e.data));
+    while (list.children.length > TAP_KEEP) list.firstElementChild.remove();
+    document.body.dataset.tapped = String(list.children.length);
+  };
+  tapSource.addEventListener("missed", (e) => {
+    $("tap-status").textContent = `tapping ${pattern}: ${e.data} lines missed (reading too slowly)`;
+  });
+  tapSource.onerror = () => { $("tap-status").textContent = "tap closed"; };
+}
+
 function route() {
   const s = state();
   clearInterval(refresh);
+  if (tapSource) { tapSource.close(); tapSource = null; }
+  if (s.view === "tap") {
+    $("graph-view").hidden = true;
+    $("browse").hidden = true;
+    $("agent-view").hidden = true;
+    $("tap-view").hidden = false;
+    tap(s.pattern);
+    return;
+  }
+  $("tap-view").hidden = true;
   const graph = s.view !== "agent";
   $("graph-view").hidden = !graph;
   $("browse").hidden = !graph;
@@ -200,6 +232,10 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     const targets = $("target").value.split(/,\s*(?![^()]*\))/).map((t) => t.trim()).filter(Boolean);
     setState({ ...state(), view: "graph", targets, from: $("range").value });
+  });
+  $("tap-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    setState({ ...state(), view: "tap", pattern: $("tap-pattern").value.trim() || "*" });
   });
   $("filter").addEventListener("keydown", (e) => {
     if (e.key === "Enter") showTree($("filter").value.trim() || "*");
