@@ -191,6 +191,16 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
         .and_then(|n| n.parse::<u64>().ok());
     assert_eq!(received, Some(6), "the agent view's lines received:\n{dom}");
 
+    let horizon = format!("{base}#view=horizon&target=stats_counts.page.*&from=-5min");
+    let (dom, log) = browse(&horizon, None);
+    assert_clean(&log, "horizon");
+    assert!(dom.contains("data-bands=\"1\""), "one band:\n{dom}");
+    assert!(
+        dom.contains("class=\"band\" data-target=\"stats_counts.page.hits\""),
+        "{dom}"
+    );
+    assert!(dom.contains("<rect "), "nothing drawn in the band");
+
     // The live tap, while lines arrive (a real-time wait: the stream
     // never finishes, so virtual time would not advance).
     let udp = sluice.udp;

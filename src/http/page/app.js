@@ -12,7 +12,7 @@ const TAP_KEEP = 500;
 
 function state() {
   const p = new URLSearchParams(location.hash.slice(1));
-  return { view: p.get("view") || "graph", targets: p.getAll("target"), from: p.get("from") || "-1h", pattern: p.get("pattern") || "*" };
+  return { view: p.get("view") || "graph", targets: p.getAll("target"), from: p.get("from") || "-1h", until: p.get("until") || "now", pattern: p.get("pattern") || "*" };
 }
 
 function setState(s) {
@@ -20,6 +20,7 @@ function setState(s) {
   p.set("view", s.view);
   s.targets.forEach((t) => p.append("target", t));
   p.set("from", s.from);
+  if (s.until && s.until !== "now") p.set("until", s.until);
   if (s.view === "tap") p.set("pattern", s.pattern);
   location.hash = p.toString();
 }
@@ -154,9 +155,10 @@ async function draw() {
   const s = state();
   $("target").value = s.targets.join(", ");
   $("range").value = s.from;
+  $("until").value = s.until;
   const err = $("error");
   if (!s.targets.length) return;
-  const q = new URLSearchParams({ format: "json", from: s.from });
+  const q = new URLSearchParams({ format: "json", from: s.from, until: s.until });
   s.targets.forEach((t) => q.append("target", t));
   const r = await fetch("/render?" + q.toString());
   if (!r.ok) {
@@ -166,7 +168,20 @@ async function draw() {
   }
   err.hidden = true;
   const series = await r.json();
-  $("chart").replaceChildren(chart(series));
+  const svg = chart(series);
+  $("chart").replaceChildren(svg);
+  svg.addEventListener("mousemove", (e) => {
+    // The values at the time under the pointer, one per series.
+    const box = svg.getBoundingClientRect();
+    const times = series.flatMap((x) => x.datapoints.map((p) => p[1]));
+    const t0 = Math.min(...times), t1 = Math.max(...times);
+    const t = t0 + ((e.clientX - box.left) / box.width * 900 - 60) / (900 - 70) * (t1 - t0);
+    const at = series.map((x) => {
+      const near = x.datapoints.reduce((a, p) => (Math.abs(p[1] - t) < Math.abs(a[1] - t) ? p : a), x.datapoints[0] || [null, t]);
+      return `${x.target} = ${near[0] === null ? "null" : fmt(near[0])}`;
+    });
+    $("cursor").textContent = `${iso(Math.round(t))}  ${at.join("  ")}`;
+  });
   $("legend").replaceChildren(...series.map((x, i) => {
     const last = [...x.datapoints].reverse().find((p) => p[0] !== null);
     const swatch = el("span", {});
@@ -205,6 +220,50 @@ function tap(pattern) {
   tapSource.onerror = () => { $("tap-status").textContent = "tap closed"; };
 }
 
+// Cubism's view: each series a thin band, values folded into bands of
+// rising intensity (positive blue, negative red), so many fit at once.
+const BANDS = 3;
+function horizonBand(x) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  const W = 600, H = 28;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  const known = x.datapoints.filter((p) => p[0] !== null);
+  const extent = Math.max(1e-12, ...known.map((p) => Math.abs(p[0])));
+  const n = x.datapoints.length, w = W / Math.max(1, n);
+  x.datapoints.forEach(([v], i) => {
+    if (v === null) return;
+    const scaled = (Math.abs(v) / extent) * BANDS;
+    for (let b = 0; b < BANDS && scaled > b; b++) {
+      const h = Math.min(1, scaled - b) * H;
+      const r = document.createElementNS(ns, "rect");
+      r.setAttribute("x", (i * w).toFixed(2)); r.setAttribute("width", (w + 0.5).toFixed(2));
+      r.setAttribute("y", (H - h).toFixed(2)); r.setAttribute("height", h.toFixed(2));
+      r.setAttribute("fill", v < 0 ? "#d6604d" : "#4393c3");
+      r.setAttribute("fill-opacity", String(0.35 + 0.3 * b));
+      svg.append(r);
+    }
+  });
+  return svg;
+}
+
+async function horizon() {
+  const s = state();
+  const target = s.targets[0];
+  if (!target) return;
+  $("horizon-target").value = target;
+  const q = new URLSearchParams({ format: "json", from: s.from, until: s.until, target });
+  const r = await fetch("/render?" + q.toString());
+  if (!r.ok) { $("horizon").textContent = `${r.status}: ${await r.text()}`; return; }
+  const series = await r.json();
+  $("horizon").replaceChildren(...series.map((x) => {
+    const last = [...x.datapoints].reverse().find((p) => p[0] !== null);
+    return el("div", { class: "band", "data-target": x.target }, el("span", { title: x.target }, `${x.target} ${last ? fmt(last[0]) : ""}`), horizonBand(x));
+  }));
+  document.body.dataset.bands = String(series.length);
+}
+
 function route() {
   const s = state();
   clearInterval(refresh);
@@ -218,6 +277,15 @@ function route() {
     return;
   }
   $("tap-view").hidden = true;
+  $("horizon-view").hidden = s.view !== "horizon";
+  if (s.view === "horizon") {
+    $("graph-view").hidden = true;
+    $("browse").hidden = true;
+    $("agent-view").hidden = true;
+    horizon().catch((e) => { $("horizon").textContent = String(e); });
+    refresh = setInterval(() => horizon().catch(() => {}), 30000);
+    return;
+  }
   const graph = s.view !== "agent";
   $("graph-view").hidden = !graph;
   $("browse").hidden = !graph;
@@ -231,7 +299,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("target-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const targets = $("target").value.split(/,\s*(?![^()]*\))/).map((t) => t.trim()).filter(Boolean);
-    setState({ ...state(), view: "graph", targets, from: $("range").value });
+    setState({ ...state(), view: "graph", targets, from: $("range").value, until: $("until").value.trim() || "now" });
+  });
+  $("horizon-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    setState({ ...state(), view: "horizon", targets: [$("horizon-target").value.trim()] });
   });
   $("tap-form").addEventListener("submit", (e) => {
     e.preventDefault();
