@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,8 @@ pub struct EventLog {
     bounds: RwLock<EventBounds>,
     /// (path, open handle) once backed by a store.
     file: Mutex<Option<(PathBuf, Option<File>)>>,
+    /// Lines appended since the file was last compacted.
+    appended: AtomicUsize,
 }
 
 impl EventLog {
@@ -145,6 +148,12 @@ impl EventLog {
             event
         };
         self.append(&event);
+        // The file sheds what the bounds forgot once it has grown by the
+        // bound, so a flood of events cannot fill the disk.
+        if self.appended.fetch_add(1, Ordering::Relaxed) + 1 > bounds.max_events {
+            self.appended.store(0, Ordering::Relaxed);
+            self.rewrite();
+        }
         event.id
     }
 
@@ -312,5 +321,24 @@ mod tests {
             .map(|e| e.id)
             .collect();
         assert_eq!(kept, [4, 5]);
+    }
+
+    #[test]
+    fn the_file_is_compacted_as_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::default();
+        let bounds = EventBounds {
+            retention_seconds: 1e9,
+            max_events: 10,
+        };
+        log.load(dir.path(), bounds, 0.0);
+        for i in 0..1000 {
+            log.add(Some(f64::from(i)), "e", "", vec![], 0.0);
+        }
+        let lines = std::fs::read_to_string(dir.path().join(EVENTS_FILE))
+            .unwrap()
+            .lines()
+            .count();
+        assert!((10..=21).contains(&lines), "{lines} lines");
     }
 }
