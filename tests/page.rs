@@ -190,6 +190,14 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
         .and_then(|rest| rest.split('<').next())
         .and_then(|n| n.parse::<u64>().ok());
     assert_eq!(received, Some(6), "the agent view's lines received:\n{dom}");
+    // The summary: a rate once two readings are in (5 s apart).
+    let rate = dom
+        .split("<dt>StatsD lines/s</dt><dd>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or("");
+    assert!(rate.parse::<f64>().is_ok(), "lines/s is {rate:?}:\n{dom}");
+    assert!(dom.contains("<dt>live counters</dt><dd>"), "{dom}");
 
     let horizon = format!("{base}#view=horizon&target=stats_counts.page.*&from=-5min");
     let (dom, log) = browse(&horizon, None);

@@ -192,13 +192,61 @@ async function draw() {
   document.body.dataset.drawn = String(series.length);
 }
 
+// The previous /metrics reading, for rates.
+let lastReading = null;
+
+// What an operator looks at first: [label, metric names summed, as a rate?].
+const SUMMARY = [
+  ["StatsD lines/s", ["sluice_metrics_received_total"], true],
+  ["carbon points/s received", ["sluice_carbon_points_received_total"], true],
+  ["bad lines/s", ["sluice_bad_lines_seen_total", "sluice_carbon_bad_lines_total"], true],
+  ["kernel UDP drops", ["sluice_kernel_dropped_datagrams_total"], false],
+  ["series dropped by the caps", ["sluice_series_dropped_total"], false],
+  ["live counters", ['sluice_series{type="counters"}'], false],
+  ["live timers", ['sluice_series{type="timers"}'], false],
+  ["live gauges", ['sluice_series{type="gauges"}'], false],
+  ["live sets", ['sluice_series{type="sets"}'], false],
+  ["whisper queue (points)", ["sluice_whisper_queue_points"], false],
+  ["whisper write errors", ["sluice_whisper_errors_total"], false],
+  ["carbon buffered (points)", ["sluice_carbon_buffered_points"], false],
+  ["carbon dropped (points)", ["sluice_carbon_dropped_points_total"], false],
+  ["sink flushes dropped", ["sluice_sink_dropped_flushes_total"], false],
+];
+
+function reading(text) {
+  const values = new Map();
+  text.split("\n").filter((l) => l && !l.startsWith("#")).forEach((l) => {
+    const at = l.lastIndexOf(" ");
+    values.set(l.slice(0, at), Number(l.slice(at + 1)));
+  });
+  return { at: Date.now() / 1000, values };
+}
+
+// Sum of the metrics named, labels included (`name{...}` counts for `name`).
+function total(values, names) {
+  let sum = 0, seen = false;
+  values.forEach((v, k) => {
+    if (names.some((n) => k === n || (!n.includes("{") && k.startsWith(n + "{")))) { sum += v; seen = true; }
+  });
+  return seen ? sum : null;
+}
+
 async function agent() {
   const r = await fetch("/metrics");
-  const rows = (await r.text()).split("\n").filter((l) => l && !l.startsWith("#")).map((l) => {
-    const at = l.lastIndexOf(" ");
-    return el("tr", {}, el("td", {}, l.slice(0, at)), el("td", {}, l.slice(at + 1)));
+  const now = reading(await r.text());
+  const cards = SUMMARY.map(([label, names, rate]) => {
+    const v = total(now.values, names);
+    let shown = v === null ? "—" : fmt(v);
+    if (rate && v !== null) {
+      const before = lastReading && total(lastReading.values, names);
+      shown = before === null || before === undefined ? "…" : fmt((v - before) / Math.max(0.001, now.at - lastReading.at));
+    }
+    return el("div", { "data-metric": label }, el("dt", {}, label), el("dd", {}, shown));
   });
+  $("summary").replaceChildren(...cards);
+  const rows = [...now.values].map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, String(v))));
   $("agent").tBodies[0].replaceChildren(...rows);
+  lastReading = now;
   document.body.dataset.agent = String(rows.length);
 }
 
