@@ -22,6 +22,11 @@ fn artifacts() -> PathBuf {
 /// (DOM after the page settled, the browser's log) for `url`; with
 /// `screenshot`, a 1280x800 picture of it too.
 fn browse(url: &str, screenshot: Option<&Path>) -> (String, String) {
+    browse_as(url, screenshot, &["--window-size=1280,800"])
+}
+
+/// [`browse`] with other window flags (a phone's width, a dark scheme).
+fn browse_as(url: &str, screenshot: Option<&Path>, window: &[&str]) -> (String, String) {
     let profile = tempfile::tempdir().expect("profile dir");
     let mut cmd = Command::new("chromium");
     cmd.args([
@@ -30,12 +35,12 @@ fn browse(url: &str, screenshot: Option<&Path>) -> (String, String) {
         "--disable-gpu",
         "--no-first-run",
         "--hide-scrollbars",
-        "--window-size=1280,800",
         "--enable-logging=stderr",
         "--v=0",
         "--virtual-time-budget=8000",
     ])
-    .arg(format!("--user-data-dir={}", profile.path().display()));
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(window);
     match screenshot {
         Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
         None => cmd.arg("--dump-dom"),
@@ -241,6 +246,24 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
         let path = shots.join(name);
         let _ = std::fs::remove_file(&path);
         browse(&url, Some(&path));
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{name}: {size} bytes");
+    }
+    // A phone's width (one column), and the dark scheme.
+    for (name, flags) in [
+        ("page-phone.png", vec!["--window-size=390,844"]),
+        (
+            "page-dark.png",
+            vec![
+                "--window-size=1280,800",
+                "--force-dark-mode",
+                "--blink-settings=preferredColorScheme=0",
+            ],
+        ),
+    ] {
+        let path = shots.join(name);
+        let _ = std::fs::remove_file(&path);
+        browse_as(&graph, Some(&path), &flags);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "{name}: {size} bytes");
     }
