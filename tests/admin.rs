@@ -59,7 +59,7 @@ fn etsy_commands_and_shapes() {
     let mut admin = connect(sluice.admin.unwrap());
     assert_eq!(
         ask(&mut admin, "help\n", "\n\n"),
-        "Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, delgauges, delsets, health, config, quit\n\n"
+        "Commands: stats, counters, timers, gauges, sets, delcounters, deltimers, delgauges, delsets, health, config, tap PATTERN, quit\n\n"
     );
     assert_eq!(ask(&mut admin, "health\n", "\n"), "health: up\n");
     assert_eq!(ask(&mut admin, "health down\n", "\n"), "health: down\n");
