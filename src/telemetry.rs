@@ -57,6 +57,9 @@ counters! {
     BadLinesSeen: "bad_lines_seen", Always, "StatsD lines refused as malformed.";
     PacketsReceived: "packets_received", Always, "Datagrams and TCP reads received.";
     MetricsReceived: "metrics_received", Always, "Non-empty StatsD lines received.";
+    LinesUdp: "lines_udp", Never, "StatsD lines received over UDP.";
+    LinesTcp: "lines_tcp", Never, "StatsD lines received over TCP.";
+    LinesUnix: "lines_unix", Never, "StatsD lines received over unix sockets (datagram and stream).";
     EventsDropped: "events_dropped", WhenNonZero, "DogStatsD service checks, and events when the store is off (not metrics; dropped).";
     EventsRecorded: "events_recorded", WhenNonZero, "DogStatsD events recorded as Graphite events.";
     KernelDroppedDatagrams: "kernel_dropped_datagrams", WhenNonZero, "Datagrams the kernel dropped on sluice's UDP sockets (SO_RXQ_OVFL).";

@@ -203,6 +203,12 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
         .unwrap_or("");
     assert!(rate.parse::<f64>().is_ok(), "lines/s is {rate:?}:\n{dom}");
     assert!(dom.contains("<dt>live counters</dt><dd>"), "{dom}");
+    // Lines by protocol: all six came over UDP.
+    assert!(
+        dom.contains("<td>sluice_lines_udp_total</td><td>6</td>"),
+        "UDP lines:\n{dom}"
+    );
+    assert!(dom.contains("<dt>… over UDP</dt><dd>"), "{dom}");
 
     let horizon = format!("{base}#view=horizon&target=stats_counts.page.*&from=-5min");
     let (dom, log) = browse(&horizon, None);

@@ -34,7 +34,7 @@ use crate::sink::SinkHandle;
 use crate::store::events::EventBounds;
 use crate::store::Shared;
 use crate::tap::Tap;
-use crate::telemetry::{unix_now_rounded, GraphiteStats, Readings, Telemetry};
+use crate::telemetry::{unix_now_rounded, Counter, GraphiteStats, Readings, Telemetry};
 use flush_thread::FlushThread;
 use sinks::{build_sinks, SharedMonitors};
 
@@ -147,7 +147,7 @@ pub async fn run(
         for (i, socket) in group.into_iter().enumerate() {
             let (ingest, stop) = (ingest.clone(), stop.clone());
             listeners.spawn_thread(format!("udp-{}-{i}", addr.port()), move || {
-                udp::receive_loop(socket, Aggregating::new(ingest), stop)
+                udp::receive_loop(socket, Aggregating::new(ingest, Counter::LinesUdp), stop)
             })?;
         }
     }
@@ -166,7 +166,7 @@ pub async fn run(
                 listener,
                 {
                     let ingest = ingest.clone();
-                    move || Aggregating::new(ingest.clone())
+                    move || Aggregating::new(ingest.clone(), Counter::LinesTcp)
                 },
                 telemetry.clone(),
                 limits,
@@ -179,7 +179,7 @@ pub async fn run(
         tracing::info!(protocol = "unix-datagram", path = %path.display(), "listening");
         let (ingest, stop) = (ingest.clone(), stop.clone());
         listeners.spawn_thread("unix-datagram", move || {
-            udp::receive_loop(socket, Aggregating::new(ingest), stop)
+            udp::receive_loop(socket, Aggregating::new(ingest, Counter::LinesUnix), stop)
         })?;
         socket_files.push(path);
     }
@@ -192,7 +192,7 @@ pub async fn run(
             tcp::serve(
                 "StatsD unix stream",
                 listener,
-                move || Aggregating::new(ingest.clone()),
+                move || Aggregating::new(ingest.clone(), Counter::LinesUnix),
                 telemetry.clone(),
                 limits,
                 stop.clone(),

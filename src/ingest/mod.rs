@@ -15,7 +15,7 @@ use crate::protocol::statsd::{
 };
 use crate::store::events::EventLog;
 use crate::tap::Tap;
-use crate::telemetry::{unix_now_rounded, BatchTally, Telemetry};
+use crate::telemetry::{unix_now_rounded, BatchTally, Counter, Telemetry};
 
 /// What a receiver does with the packets it reads: the agent aggregates
 /// them ([`Aggregating`]), the proxy forwards them. One receive loop per
@@ -33,14 +33,17 @@ pub trait Packets: Send + 'static {
 pub struct Aggregating {
     ctx: Arc<IngestContext>,
     parser: PacketParser,
+    per_protocol: Counter,
 }
 
 impl Aggregating {
-    /// A receiver's state over the shared context.
-    pub fn new(ctx: Arc<IngestContext>) -> Aggregating {
+    /// A receiver's state over the shared context; its lines are also
+    /// counted in `per_protocol` (lines_udp, lines_tcp, lines_unix).
+    pub fn new(ctx: Arc<IngestContext>, per_protocol: Counter) -> Aggregating {
         Aggregating {
             ctx,
             parser: PacketParser::default(),
+            per_protocol,
         }
     }
 }
@@ -51,6 +54,9 @@ impl Packets for Aggregating {
     }
 
     fn commit(&mut self) {
+        self.ctx
+            .telemetry
+            .add(self.per_protocol, self.parser.tally.lines);
         self.parser.commit(&self.ctx);
     }
 

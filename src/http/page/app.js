@@ -198,6 +198,9 @@ let lastReading = null;
 // What an operator looks at first: [label, metric names summed, as a rate?].
 const SUMMARY = [
   ["StatsD lines/s", ["sluice_metrics_received_total"], true],
+  ["… over UDP", ["sluice_lines_udp_total"], true],
+  ["… over TCP", ["sluice_lines_tcp_total"], true],
+  ["… over unix sockets", ["sluice_lines_unix_total"], true],
   ["carbon points/s received", ["sluice_carbon_points_received_total"], true],
   ["bad lines/s", ["sluice_bad_lines_seen_total", "sluice_carbon_bad_lines_total"], true],
   ["kernel UDP drops", ["sluice_kernel_dropped_datagrams_total"], false],
