@@ -227,6 +227,7 @@ gauges! {
     CARBON_RESENT_POINTS: "graphiteStats.destinations.{}.resent_points", "sluice_carbon_resent_points_total", Some("destination"), Counter, "Points sent again after a reconnect (the resend window).";
     CARBON_RECONNECTS: "graphiteStats.destinations.{}.reconnects", "sluice_carbon_reconnects_total", Some("destination"), Counter, "Reconnections to each carbon destination.";
     CARBON_LAST_FAILURE: "graphiteStats.destinations.{}.last_failure", "sluice_carbon_last_failure", Some("destination"), Gauge, "Unix time of the last connect or write failure (0: none).";
+    CARBON_UP: "graphiteStats.destinations.{}.up", "sluice_carbon_up", Some("destination"), Gauge, "1 while connected to each carbon destination, 0 while it is down or not yet reached.";
     CARBON_DELIVERY_MS: "graphiteStats.destinations.{}.delivery_ms", "sluice_carbon_delivery_ms", Some("destination"), Gauge, "Milliseconds from the latest flush's start to its last byte written.";
 }
 
@@ -342,6 +343,8 @@ pub struct DestinationStats {
     pub reconnects: AtomicU64,
     /// Unix seconds of the last connect or write failure (0: none).
     pub last_failure: AtomicI64,
+    /// Connected now.
+    pub up: std::sync::atomic::AtomicBool,
     /// The latest flush delivered here: milliseconds from the start of
     /// that flush to its last byte written to this destination.
     pub delivery_ms: AtomicU64,
@@ -360,6 +363,10 @@ impl DestinationStats {
             (
                 &CARBON_LAST_FAILURE,
                 self.last_failure.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                &CARBON_UP,
+                f64::from(u8::from(self.up.load(Ordering::Relaxed))),
             ),
             (&CARBON_DELIVERY_MS, get(&self.delivery_ms)),
         ] {

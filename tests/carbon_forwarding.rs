@@ -178,6 +178,19 @@ fn overflow_drops_only_what_it_reports() {
         .map(|(_, _, v)| *v)
         .fold(0.0, f64::max);
     assert!(reported > 0.0, "the buffer never overflowed");
+    // `up` went 1 (connected), then 0 (the outage), then 1 (back); before
+    // the first connection it is 0 too.
+    let up: Vec<f64> = flushed
+        .iter()
+        .filter(|(n, _, _)| n.ends_with(&format!("destinations.{label}.up")))
+        .map(|(_, _, v)| *v)
+        .collect();
+    let connected = up.iter().position(|v| *v == 1.0);
+    let down = connected.and_then(|c| up[c..].iter().position(|v| *v == 0.0).map(|d| c + d));
+    assert!(
+        down.is_some_and(|d| up[d..].contains(&1.0)),
+        "up over the flushes: {up:?}"
+    );
     // The total the agent logs at exit agrees with what it reported.
     let logged = sluice_log
         .lines()

@@ -211,6 +211,7 @@ const SUMMARY = [
   ["live sets", ['sluice_series{type="sets"}'], false],
   ["whisper queue (points)", ["sluice_whisper_queue_points"], false],
   ["whisper write errors", ["sluice_whisper_errors_total"], false],
+  ["carbon destinations up", ["sluice_carbon_up"], false],
   ["carbon buffered (points)", ["sluice_carbon_buffered_points"], false],
   ["carbon dropped (points)", ["sluice_carbon_dropped_points_total"], false],
   ["sink flushes dropped", ["sluice_sink_dropped_flushes_total"], false],

@@ -408,6 +408,7 @@ impl State<'_> {
                     );
                 }
                 self.stream = Some(stream);
+                self.stats().up.store(true, Ordering::Relaxed);
                 self.backoff = FIRST_BACKOFF;
             }
             Ok(Err(e)) => self.failed(&e.to_string()),
@@ -419,6 +420,7 @@ impl State<'_> {
         self.stream = None;
         self.resend_on_connect = true;
         let stats = self.stats();
+        stats.up.store(false, Ordering::Relaxed);
         stats.reconnects.fetch_add(1, Ordering::Relaxed);
         let now = unix_now_rounded();
         stats.last_failure.store(now, Ordering::Relaxed);
