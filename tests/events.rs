@@ -113,13 +113,7 @@ fn events_agree_with_graphite_web() {
 #[test]
 fn dogstatsd_events_are_recorded_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("whisper");
-    let config = common::store_config(
-        dir.path(),
-        &store,
-        "1s:1h",
-        "[http]\naddress = \"127.0.0.1:0\"\n",
-    );
+    let config = common::store_and_http_config(dir.path());
     let args = ["--config", config.to_str().expect("utf-8 path")];
     let sluice = Sluice::start(&args);
     let addr = sluice.logged_addr("http").expect("http address");

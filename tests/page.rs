@@ -103,13 +103,7 @@ fn assert_clean(log: &str, what: &str) {
 #[test]
 fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("whisper");
-    let config = common::store_config(
-        dir.path(),
-        &store,
-        "1s:1h",
-        "[http]\naddress = \"127.0.0.1:0\"\n",
-    );
+    let config = common::store_and_http_config(dir.path());
     let sluice = Sluice::start(&[
         "--config",
         config.to_str().expect("utf-8"),

@@ -259,13 +259,7 @@ fn wait_for_series(addr: std::net::SocketAddr, expr: &str, want: &Value) {
 #[test]
 fn series_written_by_statsd_and_carbon_are_tagged_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("whisper");
-    let config = common::store_config(
-        dir.path(),
-        &store,
-        "1s:1h",
-        "[http]\naddress = \"127.0.0.1:0\"\n",
-    );
+    let config = common::store_and_http_config(dir.path());
     let args = [
         "--config",
         config.to_str().expect("utf-8 path"),

@@ -51,13 +51,7 @@ fn admin_tap(admin: SocketAddr, pattern: &str) -> BufReader<TcpStream> {
 fn admin_and_http_taps_stream_matching_lines() {
     let capture = CarbonCapture::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("whisper");
-    let config = common::store_config(
-        dir.path(),
-        &store,
-        "1s:1h",
-        "[http]\naddress = \"127.0.0.1:0\"\n",
-    );
+    let config = common::store_and_http_config(dir.path());
     let sluice = common::Sluice::start(&[
         "--config",
         config.to_str().expect("utf-8"),

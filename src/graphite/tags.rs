@@ -24,6 +24,14 @@ fn json_reply(value: &Value) -> Reply {
     Reply::ok("application/json", value.to_string())
 }
 
+/// A list as JSON, or the reason it could not be made as a 400.
+fn answer(list: Result<Vec<String>, String>) -> Reply {
+    match list {
+        Ok(items) => json_reply(&json!(items)),
+        Err(e) => Reply::json_error(400, &e),
+    }
+}
+
 fn limit(params: &Params) -> Result<Option<usize>, Reply> {
     match params.get("limit").filter(|l| !l.is_empty()) {
         None => Ok(None),
@@ -109,10 +117,7 @@ impl ReadApi {
         if exprs.is_empty() {
             return Reply::json_error(400, "no tag expressions specified");
         }
-        match self.store.tags.find_series(&exprs) {
-            Ok(names) => json_reply(&json!(names)),
-            Err(e) => Reply::json_error(400, &e),
-        }
+        answer(self.store.tags.find_series(&exprs))
     }
 
     fn auto_complete_tags(&self, params: &Params) -> Reply {
@@ -121,14 +126,11 @@ impl ReadApi {
             Err(r) => return r,
         };
         let exprs = params.all("expr");
-        match self
-            .store
-            .tags
-            .auto_complete_tags(&exprs, params.get("tagPrefix"), limit)
-        {
-            Ok(tags) => json_reply(&json!(tags)),
-            Err(e) => Reply::json_error(400, &e),
-        }
+        answer(
+            self.store
+                .tags
+                .auto_complete_tags(&exprs, params.get("tagPrefix"), limit),
+        )
     }
 
     fn auto_complete_values(&self, params: &Params) -> Reply {
@@ -140,14 +142,11 @@ impl ReadApi {
             Err(r) => return r,
         };
         let exprs = params.all("expr");
-        match self
-            .store
-            .tags
-            .auto_complete_values(&exprs, tag, params.get("valuePrefix"), limit)
-        {
-            Ok(values) => json_reply(&json!(values)),
-            Err(e) => Reply::json_error(400, &e),
-        }
+        answer(
+            self.store
+                .tags
+                .auto_complete_values(&exprs, tag, params.get("valuePrefix"), limit),
+        )
     }
 
     fn tag_series(&self, params: &Params, multi: bool) -> Reply {

@@ -3,13 +3,15 @@
 //! per line, appended as events arrive, read back and compacted at start.
 //! Bounded by age and by count, so a chatty sender cannot fill the disk.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
+
+use super::line_file::LineFile;
 
 /// The file, under the store's root.
 pub const EVENTS_FILE: &str = "_events.jsonl";
@@ -65,8 +67,8 @@ struct Inner {
 pub struct EventLog {
     inner: RwLock<Inner>,
     bounds: RwLock<EventBounds>,
-    /// (path, open handle) once backed by a store.
-    file: Mutex<Option<(PathBuf, Option<File>)>>,
+    /// `_events.jsonl`, once backed by a store.
+    file: LineFile,
     /// Lines appended since the file was last compacted.
     appended: AtomicUsize,
 }
@@ -110,9 +112,7 @@ impl EventLog {
             trim(&mut inner.events, bounds, now);
             inner.events.len()
         };
-        if let Ok(mut file) = self.file.lock() {
-            *file = Some((path, None));
-        }
+        self.file.bind(&path);
         self.rewrite();
         kept
     }
@@ -147,7 +147,7 @@ impl EventLog {
             trim(&mut inner.events, bounds, now);
             event
         };
-        self.append(&event);
+        self.file.append(&event_line(&event));
         // The file sheds what the bounds forgot once it has grown by the
         // bound, so a flood of events cannot fill the disk.
         if self.appended.fetch_add(1, Ordering::Relaxed) + 1 > bounds.max_events {
@@ -182,59 +182,16 @@ impl EventLog {
         inner.events.iter().find(|e| e.id == id).cloned()
     }
 
-    fn append(&self, event: &Event) {
-        let Ok(mut guard) = self.file.lock() else {
-            return;
-        };
-        let Some((path, handle)) = guard.as_mut() else {
-            return;
-        };
-        if handle.is_none() {
-            *handle = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&*path)
-                .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "events: cannot open the events file"))
-                .ok();
-        }
-        let Some(file) = handle.as_mut() else {
-            return;
-        };
-        let line = serde_json::to_string(event).unwrap_or_default();
-        if let Err(e) = writeln!(file, "{line}") {
-            tracing::warn!(error = %e, "events: cannot append to the events file");
-        }
-    }
-
     fn rewrite(&self) {
-        let Ok(mut guard) = self.file.lock() else {
-            return;
-        };
-        let Some((path, handle)) = guard.as_mut() else {
-            return;
-        };
-        let Some(dir) = path.parent() else {
-            return;
-        };
-        if std::fs::create_dir_all(dir).is_err() {
-            return;
-        }
-        let events = match self.inner.read() {
-            Ok(inner) => inner.events.clone(),
-            Err(_) => return,
-        };
-        let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut tmp| {
-            for e in &events {
-                writeln!(tmp, "{}", serde_json::to_string(e).unwrap_or_default())?;
-            }
-            tmp.persist(&*path).map_err(|e| e.error)?;
-            Ok(())
+        self.file.replace(|| match self.inner.read() {
+            Ok(inner) => inner.events.iter().map(event_line).collect(),
+            Err(_) => Vec::new(),
         });
-        if let Err(e) = written {
-            tracing::warn!(path = %path.display(), error = %e, "events: cannot rewrite the events file");
-        }
-        *handle = None;
     }
+}
+
+fn event_line(event: &Event) -> String {
+    serde_json::to_string(event).unwrap_or_default()
 }
 
 fn trim(events: &mut Vec<Event>, bounds: EventBounds, now: f64) {

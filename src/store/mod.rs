@@ -8,6 +8,7 @@ pub mod cache;
 pub mod events;
 pub mod format;
 pub mod index;
+pub mod line_file;
 pub mod path;
 pub mod pending;
 pub mod schema;

@@ -6,12 +6,14 @@
 //! name per line, appended as series appear and read at start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::RwLock;
 
 use regex::Regex;
+
+use super::line_file::LineFile;
 
 /// Where the names live, under the store's root.
 pub const SERIES_FILE: &str = "_tagged/series.txt";
@@ -241,7 +243,7 @@ impl Inner {
 pub struct TagIndex {
     inner: RwLock<Inner>,
     /// The names file, when the index is backed by a store.
-    file: Mutex<Option<(PathBuf, Option<File>)>>,
+    file: LineFile,
 }
 
 impl TagIndex {
@@ -261,9 +263,7 @@ impl TagIndex {
                 }
             }
         }
-        if let Ok(mut file) = self.file.lock() {
-            *file = Some((path, None));
-        }
+        self.file.bind(&path);
         count
     }
 
@@ -280,7 +280,7 @@ impl TagIndex {
             Err(_) => None,
         };
         if let Some(added) = added {
-            self.append(&added);
+            self.file.append(&added);
         }
         Ok(path)
     }
@@ -298,56 +298,11 @@ impl TagIndex {
         Ok(())
     }
 
-    fn append(&self, path: &str) {
-        let Ok(mut guard) = self.file.lock() else {
-            return;
-        };
-        let Some((file_path, handle)) = guard.as_mut() else {
-            return;
-        };
-        if handle.is_none() {
-            if let Some(dir) = file_path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            *handle = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&*file_path)
-                .map_err(|e| tracing::warn!(path = %file_path.display(), error = %e, "tag index: cannot open the names file"))
-                .ok();
-        }
-        if let Some(file) = handle.as_mut() {
-            if let Err(e) = writeln!(file, "{path}") {
-                tracing::warn!(error = %e, "tag index: cannot append to the names file");
-            }
-        }
-    }
-
     fn rewrite(&self) {
-        let Ok(mut guard) = self.file.lock() else {
-            return;
-        };
-        let Some((file_path, handle)) = guard.as_mut() else {
-            return;
-        };
-        let names: Vec<String> = match self.inner.read() {
+        self.file.replace(|| match self.inner.read() {
             Ok(inner) => inner.series.iter().cloned().collect(),
-            Err(_) => return,
-        };
-        let Some(dir) = file_path.parent() else {
-            return;
-        };
-        let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut tmp| {
-            for name in &names {
-                writeln!(tmp, "{name}")?;
-            }
-            tmp.persist(&*file_path).map_err(|e| e.error)?;
-            Ok(())
+            Err(_) => Vec::new(),
         });
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "tag index: cannot rewrite the names file");
-        }
-        *handle = None;
     }
 
     /// Series matching every expression, sorted (graphite-web's
@@ -462,16 +417,8 @@ impl TagIndex {
     ) -> Result<Vec<String>, String> {
         let prefix = prefix.unwrap_or("");
         if exprs.is_empty() {
-            let Ok(inner) = self.inner.read() else {
-                return Ok(Vec::new());
-            };
-            return Ok(inner
-                .postings
-                .keys()
-                .filter(|t| t.starts_with(prefix))
-                .take(limit)
-                .cloned()
-                .collect());
+            let tags = self.list_tags(None, None)?.into_iter().map(|t| t.text);
+            return Ok(tags.filter(|t| t.starts_with(prefix)).take(limit).collect());
         }
         let searched: Vec<String> = exprs
             .iter()
@@ -501,21 +448,14 @@ impl TagIndex {
     ) -> Result<Vec<String>, String> {
         let prefix = prefix.unwrap_or("");
         if exprs.is_empty() {
-            let Ok(inner) = self.inner.read() else {
-                return Ok(Vec::new());
-            };
-            return Ok(inner
-                .postings
-                .get(tag)
-                .map(|values| {
-                    values
-                        .keys()
-                        .filter(|v| v.starts_with(prefix))
-                        .take(limit)
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default());
+            let values = self
+                .list_values(tag, None, None)?
+                .into_iter()
+                .map(|v| v.text);
+            return Ok(values
+                .filter(|v| v.starts_with(prefix))
+                .take(limit)
+                .collect());
         }
         let present = format!("{tag}!=");
         let mut all: Vec<&str> = exprs.to_vec();

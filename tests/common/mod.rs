@@ -412,6 +412,17 @@ pub fn free_port() -> u16 {
     panic!("no free port below the ephemeral range");
 }
 
+/// [`store_config`] for a store at `dir/whisper` kept one hour at 1 s,
+/// with the HTTP API on a loopback port of the kernel's choosing.
+pub fn store_and_http_config(dir: &Path) -> PathBuf {
+    store_config(
+        dir,
+        &dir.join("whisper"),
+        "1s:1h",
+        "[http]\naddress = \"127.0.0.1:0\"\n",
+    )
+}
+
 /// A sluice config file in `dir` writing the whisper store at `store`
 /// with one schema for every metric (`retentions`), plus `extra` TOML.
 pub fn store_config(dir: &Path, store: &Path, retentions: &str, extra: &str) -> PathBuf {
