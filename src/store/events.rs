@@ -74,6 +74,14 @@ pub struct EventLog {
 }
 
 impl EventLog {
+    /// An event log held in memory only, within `bounds`.
+    pub fn in_memory(bounds: EventBounds) -> EventLog {
+        EventLog {
+            bounds: RwLock::new(bounds),
+            ..EventLog::default()
+        }
+    }
+
     /// Reads `_events.jsonl` under `root`, drops what is past `bounds`,
     /// rewrites the file compacted, and appends to it from now on; returns
     /// how many events were kept.
