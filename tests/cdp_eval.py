@@ -1,8 +1,12 @@
 """Opens a URL in headless chromium over the DevTools protocol, waits in
-real time, and prints as JSON the value of a JavaScript expression and
-every console error, uncaught exception and failed request meanwhile.
+real time, takes the steps given (real key presses through the browser's
+input pipeline, scripts, waits), and prints as JSON the value of a
+JavaScript expression and every console error, uncaught exception and
+failed request meanwhile.
 
-Usage: cdp_eval.py URL SECONDS EXPRESSION
+Usage: cdp_eval.py URL SECONDS EXPRESSION [STEP...]
+where a STEP is key:NAME (ArrowDown, ArrowRight, Enter, End...),
+js:EXPRESSION or wait:SECONDS.
 """
 import json
 import os
@@ -15,9 +19,14 @@ import urllib.request
 
 import websocket  # websocket-client, installed by scripts/install-test-deps.sh
 
+# Windows virtual key codes, which chromium needs to act on a key.
+KEY_CODES = {"Enter": 13, "Tab": 9, "Escape": 27, "End": 35, "Home": 36, "ArrowLeft": 37,
+             "ArrowUp": 38, "ArrowRight": 39, "ArrowDown": 40, "PageUp": 33, "PageDown": 34}
+
 
 def main():
     url, seconds, expression = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    steps = sys.argv[4:]
     profile = tempfile.mkdtemp(prefix="sluice-cdp-")
     browser = subprocess.Popen(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -68,6 +77,24 @@ def main():
             pump(time.time() + 5, send(method))
         pump(time.time() + 5, send("Page.navigate", url=url))
         pump(time.time() + seconds)
+        for step in steps:
+            kind, _, arg = step.partition(":")
+            if kind == "key":
+                down = {"type": "keyDown", "key": arg, "code": arg,
+                        "windowsVirtualKeyCode": KEY_CODES[arg]}
+                if arg == "Enter":
+                    down["text"] = "\r"
+                pump(time.time() + 5, send("Input.dispatchKeyEvent", **down))
+                pump(time.time() + 5, send("Input.dispatchKeyEvent", type="keyUp", key=arg, code=arg,
+                                           windowsVirtualKeyCode=KEY_CODES[arg]))
+                # Time for what the key started (a fetch, a redraw).
+                pump(time.time() + 0.4)
+            elif kind == "js":
+                pump(time.time() + 5, send("Runtime.evaluate", expression=arg))
+            elif kind == "wait":
+                pump(time.time() + float(arg))
+            else:
+                raise SystemExit(f"unknown step {step!r}")
         reply = pump(time.time() + 5, send("Runtime.evaluate", expression=expression, returnByValue=True))
         value = (reply or {}).get("result", {}).get("result", {}).get("value")
         print(json.dumps({"value": value, "problems": problems}))

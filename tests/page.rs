@@ -65,10 +65,22 @@ fn browse_as(url: &str, screenshot: Option<&Path>, window: &[&str]) -> (String, 
 /// the DevTools protocol: a stream never finishes loading, so a DOM dump
 /// would not wait for it).
 fn evaluate_live(url: &str, seconds: f64, expression: &str) -> (serde_json::Value, Vec<String>) {
+    evaluate_after(url, seconds, &[], expression)
+}
+
+/// [`evaluate_live`] after `steps` (tests/cdp_eval.py: `key:ArrowRight`,
+/// `js:...`, `wait:0.5`).
+fn evaluate_after(
+    url: &str,
+    seconds: f64,
+    steps: &[&str],
+    expression: &str,
+) -> (serde_json::Value, Vec<String>) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(root.join(".test-deps/venv/bin/python"))
         .arg(root.join("tests/cdp_eval.py"))
         .args([url, &seconds.to_string(), expression])
+        .args(steps)
         .output()
         .expect("run tests/cdp_eval.py (scripts/install-test-deps.sh installs its client)");
     assert!(
@@ -114,7 +126,10 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
     for value in [4, 7, 9] {
         send_udp(
             sluice.udp,
-            &[format!("page.hits:{value}|c\npage.temp:2{value}|g\n").as_bytes()],
+            &[
+                format!("page.hits:{value}|c\npage.temp:2{value}|g\npage.tagged:3|g|#dc:eu\n")
+                    .as_bytes(),
+            ],
         );
         std::thread::sleep(Duration::from_millis(1100));
     }
@@ -171,6 +186,51 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
     }
     assert!(dom.contains("<path d=\"M"), "no line drawn");
 
+    assert!(
+        dom.contains("data-tag-path=\"dc\""),
+        "the tag tree lacks dc:\n{dom}"
+    );
+
+    // By keyboard alone: into the tag tree, dc, eu, its series, onto the
+    // graph; then the cursor moved along the graph by arrow keys.
+    let (reading, problems) = evaluate_after(
+        &graph,
+        2.0,
+        &[
+            "js:document.querySelector('#tag-tree button').focus()",
+            "key:ArrowRight",
+            "key:ArrowRight",
+            "key:ArrowRight",
+            "key:ArrowRight",
+            "key:Enter",
+            "wait:1",
+            "js:document.getElementById('chart').focus()",
+            "key:End",
+            "key:ArrowLeft",
+            "key:ArrowLeft",
+        ],
+        "JSON.stringify({hash: decodeURIComponent(location.hash), cursor: \
+         document.getElementById('cursor').textContent, drawn: document.body.dataset.drawn})",
+    );
+    assert!(problems.is_empty(), "keyboard: {problems:?}");
+    let reading: serde_json::Value =
+        serde_json::from_str(reading.as_str().unwrap_or("{}")).expect("JSON from the page");
+    assert!(
+        reading["hash"]
+            .as_str()
+            .unwrap_or("")
+            .contains("target=seriesByTag('name=stats.gauges.page.tagged','dc=eu')"),
+        "the tagged series was not added by keyboard: {reading}"
+    );
+    assert_eq!(reading["drawn"], "3", "{reading}");
+    assert!(
+        reading["cursor"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stats.gauges.page.tagged;dc=eu = 3"),
+        "the cursor by keyboard: {reading}"
+    );
+
     let (dom, log) = browse(
         &format!("{base}#view=graph&target=nosuchFunc(stats.x)&from=-5min"),
         None,
@@ -188,7 +248,7 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
         .nth(1)
         .and_then(|rest| rest.split('<').next())
         .and_then(|n| n.parse::<u64>().ok());
-    assert_eq!(received, Some(6), "the agent view's lines received:\n{dom}");
+    assert_eq!(received, Some(9), "the agent view's lines received:\n{dom}");
     // The summary: a rate once two readings are in (5 s apart).
     let rate = dom
         .split("<dt>StatsD lines/s</dt><dd>")
@@ -197,9 +257,9 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
         .unwrap_or("");
     assert!(rate.parse::<f64>().is_ok(), "lines/s is {rate:?}:\n{dom}");
     assert!(dom.contains("<dt>live counters</dt><dd>"), "{dom}");
-    // Lines by protocol: all six came over UDP.
+    // Lines by protocol: all nine came over UDP.
     assert!(
-        dom.contains("<td>sluice_lines_udp_total</td><td>6</td>"),
+        dom.contains("<td>sluice_lines_udp_total</td><td>9</td>"),
         "UDP lines:\n{dom}"
     );
     assert!(dom.contains("<dt>… over UDP</dt><dd>"), "{dom}");

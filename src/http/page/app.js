@@ -7,6 +7,8 @@ const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"
 const $ = (id) => document.getElementById(id);
 let refresh = null;
 let tapSource = null;
+// The time the graph's cursor is at (keyboard), or null.
+let cursorAt = null;
 // Tapped lines kept on the page.
 const TAP_KEEP = 500;
 
@@ -74,6 +76,79 @@ async function showTree(query) {
   const tree = $("tree");
   const ul = await children(query);
   tree.replaceChildren(...ul.children);
+}
+
+// Tagged series by tag: tag, then its values, then the series holding it.
+function tagBranch(label, path, load) {
+  const li = el("li", { role: "treeitem" });
+  const b = el("button", { type: "button", class: "branch", "data-tag-path": path, "aria-expanded": "false" }, label);
+  li.append(b);
+  b.addEventListener("click", async () => {
+    const open = b.getAttribute("aria-expanded") === "true";
+    const old = li.querySelector("ul");
+    if (old) old.remove();
+    b.setAttribute("aria-expanded", String(!open));
+    if (open) return;
+    const ul = el("ul", { role: "group" });
+    try {
+      (await load()).forEach((item) => ul.append(item));
+    } catch (e) {
+      ul.append(el("li", {}, String(e.message)));
+    }
+    li.append(ul);
+  });
+  return li;
+}
+
+async function getJson(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${r.status}: ${await r.text()}`);
+  return r.json();
+}
+
+async function showTags() {
+  const tree = $("tag-tree");
+  try {
+    const tags = await getJson("/tags");
+    tree.replaceChildren(...tags.map(({ tag }) => tagBranch(tag, tag, async () => {
+      const detail = await getJson("/tags/" + encodeURIComponent(tag));
+      return detail.values.map(({ value, count }) => {
+        const expr = `${tag}=${value}`;
+        return tagBranch(`${value} (${count})`, expr, async () => {
+          const names = await getJson("/tags/findSeries?expr=" + encodeURIComponent(expr));
+          return names.map((name) => treeItem({ id: `seriesByTag('${name.split(";").map((part, i) => (i ? part : "name=" + part)).join("','")}')`, text: name, leaf: 1 }));
+        });
+      });
+    })));
+    $("tags-heading").hidden = !tags.length;
+  } catch (e) {
+    tree.replaceChildren(el("li", {}, String(e.message)));
+  }
+}
+
+// Arrow keys in a tree, as in any file browser: up and down through what
+// is shown, right opens (or steps in), left closes (or steps out).
+function treeKeys(e) {
+  const here = e.target.closest("button");
+  if (!here) return;
+  const tree = e.currentTarget;
+  const shown = [...tree.querySelectorAll("button")].filter((b) => b.offsetParent !== null);
+  const i = shown.indexOf(here);
+  const open = here.getAttribute("aria-expanded");
+  let next = null;
+  if (e.key === "ArrowDown") next = shown[i + 1];
+  else if (e.key === "ArrowUp") next = shown[i - 1];
+  else if (e.key === "Home") next = shown[0];
+  else if (e.key === "End") next = shown[shown.length - 1];
+  else if (e.key === "ArrowRight") {
+    if (open === "false") here.click();
+    else if (open === "true") next = here.parentElement.querySelector(":scope > ul button");
+  } else if (e.key === "ArrowLeft") {
+    if (open === "true") here.click();
+    else next = here.parentElement.parentElement.closest("li")?.querySelector(":scope > button");
+  } else return;
+  e.preventDefault();
+  if (next) next.focus();
 }
 
 function fmt(v) {
@@ -170,18 +245,31 @@ async function draw() {
   const series = await r.json();
   const svg = chart(series);
   $("chart").replaceChildren(svg);
-  svg.addEventListener("mousemove", (e) => {
-    // The values at the time under the pointer, one per series.
-    const box = svg.getBoundingClientRect();
-    const times = series.flatMap((x) => x.datapoints.map((p) => p[1]));
-    const t0 = Math.min(...times), t1 = Math.max(...times);
-    const t = t0 + ((e.clientX - box.left) / box.width * 900 - 60) / (900 - 70) * (t1 - t0);
+  // The values at time `t`, one per series, under the pointer or the
+  // arrow keys.
+  const times = series.flatMap((x) => x.datapoints.map((p) => p[1]));
+  const t0 = Math.min(...times), t1 = Math.max(...times);
+  const step = series.length && series[0].datapoints.length > 1 ? series[0].datapoints[1][1] - series[0].datapoints[0][1] : 60;
+  const showAt = (t) => {
+    cursorAt = Math.max(t0, Math.min(t1, t));
     const at = series.map((x) => {
-      const near = x.datapoints.reduce((a, p) => (Math.abs(p[1] - t) < Math.abs(a[1] - t) ? p : a), x.datapoints[0] || [null, t]);
+      const near = x.datapoints.reduce((a, p) => (Math.abs(p[1] - cursorAt) < Math.abs(a[1] - cursorAt) ? p : a), x.datapoints[0] || [null, cursorAt]);
       return `${x.target} = ${near[0] === null ? "null" : fmt(near[0])}`;
     });
-    $("cursor").textContent = `${iso(Math.round(t))}  ${at.join("  ")}`;
+    $("cursor").textContent = `${iso(Math.round(cursorAt))}  ${at.join("  ")}`;
+  };
+  svg.addEventListener("mousemove", (e) => {
+    const box = svg.getBoundingClientRect();
+    showAt(t0 + ((e.clientX - box.left) / box.width * 900 - 60) / (900 - 70) * (t1 - t0));
   });
+  $("chart").onkeydown = (e) => {
+    const moves = { ArrowLeft: -step, ArrowRight: step, PageUp: -10 * step, PageDown: 10 * step };
+    if (e.key in moves) showAt((cursorAt ?? t1) + moves[e.key]);
+    else if (e.key === "Home") showAt(t0);
+    else if (e.key === "End") showAt(t1);
+    else return;
+    e.preventDefault();
+  };
   $("legend").replaceChildren(...series.map((x, i) => {
     const last = [...x.datapoints].reverse().find((p) => p[0] !== null);
     const swatch = el("span", {});
@@ -351,7 +439,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("target-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const targets = $("target").value.split(/,\s*(?![^()]*\))/).map((t) => t.trim()).filter(Boolean);
-    setState({ ...state(), view: "graph", targets, from: $("range").value, until: $("until").value.trim() || "now" });
+    setState({ ...state(), view: "graph", targets, from: $("range").value.trim() || "-1h", until: $("until").value.trim() || "now" });
   });
   $("horizon-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -364,7 +452,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("filter").addEventListener("keydown", (e) => {
     if (e.key === "Enter") showTree($("filter").value.trim() || "*");
   });
+  $("tree").addEventListener("keydown", treeKeys);
+  $("tag-tree").addEventListener("keydown", treeKeys);
   window.addEventListener("hashchange", route);
   showTree("*");
+  showTags();
   route();
 });
