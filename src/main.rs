@@ -62,7 +62,7 @@ struct ProxyArgs {
 struct BenchArgs {
     /// Targets to measure, in order: sluice, etsy, collectd, sluice-proxy
     /// (sluice proxy in front of a sluice aggregator), etsy-proxy (Etsy's
-    /// proxy.js in front of the same).
+    /// proxy.js in front of the same), brubeck, statsite.
     #[arg(long, value_delimiter = ',', default_value = "sluice,etsy")]
     targets: Vec<String>,
     /// Lines to send.
@@ -95,6 +95,14 @@ struct BenchArgs {
     /// A config file for the sluice target (e.g. a bigger receive buffer).
     #[arg(long)]
     sluice_config: Option<PathBuf>,
+    /// brubeck's binary, built from its source (for the brubeck target;
+    /// given alone, it adds brubeck to the targets).
+    #[arg(long)]
+    brubeck: Option<PathBuf>,
+    /// statsite's binary, built from its source (given alone, it adds
+    /// statsite to the targets).
+    #[arg(long)]
+    statsite: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -290,11 +298,37 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         flush,
         etsy_stats_js: args.etsy,
         sluice_config: args.sluice_config,
+        brubeck: args.brubeck,
+        statsite: args.statsite,
     };
-    let mut outcomes = Vec::new();
+    let mut targets = Vec::new();
     for name in &args.targets {
-        let target = Target::parse(name)
-            .ok_or_else(|| anyhow::anyhow!("--targets {name:?}: sluice, etsy or collectd"))?;
+        targets.push(Target::parse(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--targets {name:?}: sluice, etsy, collectd, sluice-proxy, etsy-proxy, brubeck or statsite"
+            )
+        })?);
+    }
+    for (path, target, flag) in [
+        (&workload.brubeck, Target::Brubeck, "--brubeck"),
+        (&workload.statsite, Target::Statsite, "--statsite"),
+    ] {
+        match path {
+            Some(p) if !p.is_file() => {
+                anyhow::bail!("{flag} {}: no such file", p.display())
+            }
+            Some(_) if !targets.contains(&target) => targets.push(target),
+            None if targets.contains(&target) => {
+                anyhow::bail!(
+                    "--targets {}: needs {flag} PATH to its binary",
+                    target.name()
+                )
+            }
+            _ => {}
+        }
+    }
+    let mut outcomes = Vec::new();
+    for target in targets {
         eprintln!("measuring {} ...", target.name());
         match loadgen::run(target, &workload) {
             Ok(o) => outcomes.push(o),

@@ -11,6 +11,7 @@ mod common;
 mod admin;
 mod agent;
 mod alloc;
+mod bench;
 mod carbon_forwarding;
 mod carbon_receivers;
 mod etsy_parity;

@@ -41,11 +41,19 @@ pub struct Listener {
 /// Names the bench keeps: those of its own keys, in Etsy's and sluice's
 /// legacy naming and collectd's, and sluice's delivery times.
 fn wanted(name: &[u8]) -> bool {
-    const PREFIXES: [&[u8]; 4] = [
+    // Etsy's names, brubeck's (no prefix) and statsite's (type prefixes).
+    const PREFIXES: [&[u8]; 11] = [
         b"stats_counts.bench.",
         b"stats.timers.bench.",
         b"stats.gauges.bench.",
         b"stats.sets.bench.",
+        b"bench.c.",
+        b"bench.t.",
+        b"bench.g.",
+        b"counts.bench.",
+        b"timers.bench.",
+        b"gauges.bench.",
+        b"sets.bench.",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
         || memchr::memmem::find(name, b".statsd.count-bench_").is_some()

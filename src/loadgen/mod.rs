@@ -40,6 +40,25 @@ pub enum Target {
     SluiceProxy,
     /// Etsy's proxy.js (npm) in front of the same sluice aggregator.
     EtsyProxy,
+    /// GitHub's brubeck (C), built from its source (`--brubeck PATH`).
+    Brubeck,
+    /// statsite (C), built from its source (`--statsite PATH`).
+    Statsite,
+}
+
+/// How a target names what it flushes for the bench's keys: the name
+/// of key `k` is a prefix, `k{k}`, and a suffix.
+struct Names {
+    counter: &'static str,
+    timer: &'static str,
+    /// A timer's lowest and highest value.
+    lower: &'static str,
+    upper: &'static str,
+    gauge: &'static str,
+    /// Sets, as (prefix, suffix); None where the target has none.
+    set: Option<(&'static str, &'static str)>,
+    /// Whether only counters are compared (their other names unknown).
+    counters_only: bool,
 }
 
 impl Target {
@@ -51,6 +70,8 @@ impl Target {
             "collectd" => Some(Target::Collectd),
             "sluice-proxy" => Some(Target::SluiceProxy),
             "etsy-proxy" => Some(Target::EtsyProxy),
+            "brubeck" => Some(Target::Brubeck),
+            "statsite" => Some(Target::Statsite),
             _ => None,
         }
     }
@@ -63,6 +84,53 @@ impl Target {
             Target::Collectd => "collectd",
             Target::SluiceProxy => "sluice-proxy",
             Target::EtsyProxy => "etsy-proxy.js",
+            Target::Brubeck => "brubeck",
+            Target::Statsite => "statsite",
+        }
+    }
+
+    fn names(self) -> Names {
+        match self {
+            Target::Sluice | Target::Etsy | Target::SluiceProxy | Target::EtsyProxy => Names {
+                counter: "stats_counts.bench.c.",
+                timer: "stats.timers.bench.t.",
+                lower: ".lower",
+                upper: ".upper",
+                gauge: "stats.gauges.bench.g.",
+                set: Some(("stats.sets.bench.s.", ".count")),
+                counters_only: false,
+            },
+            // No prefixes; timers as histograms (min, max); no sets.
+            Target::Brubeck => Names {
+                counter: "bench.c.",
+                timer: "bench.t.",
+                lower: ".min",
+                upper: ".max",
+                gauge: "bench.g.",
+                set: None,
+                counters_only: false,
+            },
+            // Type prefixes; sets counted by HyperLogLog (estimates).
+            Target::Statsite => Names {
+                counter: "counts.bench.c.",
+                timer: "timers.bench.t.",
+                lower: ".lower",
+                upper: ".upper",
+                gauge: "gauges.bench.g.",
+                set: Some(("sets.bench.s.", "")),
+                counters_only: false,
+            },
+            // CounterSum: <host>.statsd.count-bench_c_kN holds each
+            // interval's increment.
+            Target::Collectd => Names {
+                counter: "bench.statsd.count-bench_c_",
+                timer: "",
+                lower: "",
+                upper: "",
+                gauge: "",
+                set: None,
+                counters_only: true,
+            },
         }
     }
 }
@@ -236,76 +304,72 @@ fn absorbed(target: Target, listener: &Listener, expected: &Expected) -> f64 {
             0.0
         }
     };
+    let names = target.names();
     let counters_want: f64 = expected.counters.iter().sum();
-    let counters_lines = expected.lines_of(Type::Counter);
-    match target {
-        Target::Sluice | Target::Etsy | Target::SluiceProxy | Target::EtsyProxy => {
-            let timers_want: f64 = expected.timers.iter().map(|t| t.count).sum();
-            scaled(
-                listener.sum_matching("stats_counts.bench.c.", ""),
-                counters_want,
-                counters_lines,
-            ) + scaled(
-                listener.sum_matching("stats.timers.bench.t.", ".count"),
-                timers_want,
-                expected.lines_of(Type::Timer),
-            ) + listener.sum_matching("stats.sets.bench.s.", ".count")
-        }
-        // collectd (CounterSum): <host>.statsd.count-bench_c_kN holds each
-        // interval's increment.
-        Target::Collectd => scaled(
-            listener.sum_matching("bench.statsd.count-bench_c_", ""),
-            counters_want,
-            counters_lines,
-        ),
+    let mut lines = scaled(
+        listener.sum_matching(names.counter, ""),
+        counters_want,
+        expected.lines_of(Type::Counter),
+    );
+    if !names.counters_only {
+        let timers_want: f64 = expected.timers.iter().map(|t| t.count).sum();
+        lines += scaled(
+            listener.sum_matching(names.timer, ".count"),
+            timers_want,
+            expected.lines_of(Type::Timer),
+        );
     }
+    if let Some((prefix, suffix)) = names.set {
+        lines += listener.sum_matching(prefix, suffix);
+    }
+    lines
 }
 
 fn check(target: Target, listener: &Listener, expected: &Expected) -> Check {
+    let names = target.names();
     let mut c = Check {
-        complete: target != Target::Collectd,
+        complete: !names.counters_only,
         ..Check::default()
     };
     let sum = |name: &str| listener.get(name).map(|r| r.sum);
     for (k, want) in expected.counters.iter().enumerate() {
-        let name = match target {
-            Target::Collectd => format!("bench.statsd.count-bench_c_k{k}"),
-            _ => format!("stats_counts.bench.c.k{k}"),
-        };
+        let name = format!("{}k{k}", names.counter);
         c.compare(&name, sum(&name), *want);
     }
-    if target == Target::Collectd {
+    if names.counters_only {
         return c;
     }
     for (k, t) in expected.timers.iter().enumerate() {
-        let base = format!("stats.timers.bench.t.k{k}");
-        let stat = |s: &str| listener.get(&format!("{base}.{s}"));
+        let base = format!("{}k{k}", names.timer);
+        let stat = |s: &str| listener.get(&format!("{base}{s}"));
         c.compare(
             &format!("{base}.count"),
-            stat("count").map(|r| r.sum),
+            stat(".count").map(|r| r.sum),
             t.count,
         );
-        c.compare(&format!("{base}.sum"), stat("sum").map(|r| r.sum), t.sum);
+        c.compare(&format!("{base}.sum"), stat(".sum").map(|r| r.sum), t.sum);
         c.compare(
-            &format!("{base}.lower"),
-            stat("lower").map(|r| r.lowest),
+            &format!("{base}{}", names.lower),
+            stat(names.lower).map(|r| r.lowest),
             t.lower,
         );
         c.compare(
-            &format!("{base}.upper"),
-            stat("upper").map(|r| r.highest),
+            &format!("{base}{}", names.upper),
+            stat(names.upper).map(|r| r.highest),
             t.upper,
         );
     }
     for (k, want) in expected.gauges.iter().enumerate() {
         if let Some(want) = want {
-            let name = format!("stats.gauges.bench.g.k{k}");
+            let name = format!("{}k{k}", names.gauge);
             c.compare(&name, listener.get(&name).map(|r| r.last), *want);
         }
     }
-    for (k, want) in expected.sets.iter().enumerate() {
-        let name = format!("stats.sets.bench.s.k{k}.count");
-        c.compare(&name, sum(&name), *want as f64);
+    if let Some((prefix, suffix)) = names.set {
+        for (k, want) in expected.sets.iter().enumerate() {
+            let name = format!("{prefix}k{k}{suffix}");
+            c.compare(&name, sum(&name), *want as f64);
+        }
     }
     c
 }
@@ -333,11 +397,17 @@ fn measure(
     }
     let generated = workload::generate(w);
     let expected = &generated.expected;
+    let names = target.names();
     let countable = expected.lines_of(Type::Counter)
-        + if target == Target::Collectd {
+        + if names.counters_only {
             0
         } else {
-            expected.lines_of(Type::Timer) + expected.lines_of(Type::Set)
+            expected.lines_of(Type::Timer)
+        }
+        + if names.set.is_some() {
+            expected.lines_of(Type::Set)
+        } else {
+            0
         };
     let mut sockets = Vec::new();
     for _ in 0..w.sockets.max(1) {

@@ -158,10 +158,89 @@ fn spawn_daemon(
             quiet(&mut c);
             c.spawn()
         }
+        Target::Brubeck => {
+            let bin = w
+                .brubeck
+                .as_ref()
+                .ok_or_else(|| std::io::Error::other("the brubeck target needs --brubeck PATH"))?;
+            // Its receive threads as many as the cores, one SO_REUSEPORT
+            // socket each, 64 datagrams per recvmmsg; no HTTP endpoint.
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let config = dir.join("brubeck.json");
+            std::fs::write(
+                &config,
+                serde_json::json!({
+                    "sharding": false,
+                    "server_name": "bench",
+                    "dumpfile": dir.join("brubeck.dump"),
+                    "capacity": 20,
+                    "expire": 0,
+                    "backends": [{
+                        "type": "carbon",
+                        "address": "127.0.0.1",
+                        "port": carbon.port(),
+                        "frequency": w.flush.as_secs().max(1),
+                    }],
+                    "samplers": [{
+                        "type": "statsd",
+                        "address": "127.0.0.1",
+                        "port": port,
+                        "workers": workers,
+                        "multisock": true,
+                        "multimsg": 64,
+                    }],
+                })
+                .to_string(),
+            )?;
+            let mut c = Command::new(bin);
+            c.arg("--config").arg(&config);
+            quiet(&mut c);
+            c.spawn()
+        }
+        Target::Statsite => {
+            let bin = w.statsite.as_ref().ok_or_else(|| {
+                std::io::Error::other("the statsite target needs --statsite PATH")
+            })?;
+            // statsite pipes each flush (`key|value|timestamp` lines) to a
+            // command; its own graphite sink is Python 2, so the bench
+            // writes a Python 3 one that sends the lines to the listener.
+            let sink = dir.join("statsite_sink.py");
+            std::fs::write(
+                &sink,
+                "import socket, sys\n\
+                 out = socket.create_connection((sys.argv[1], int(sys.argv[2])))\n\
+                 out.sendall(''.join(l.replace('|', ' ') for l in sys.stdin).encode())\n\
+                 out.close()\n",
+            )?;
+            let tcp = free_tcp_port()?;
+            let config = dir.join("statsite.ini");
+            std::fs::write(
+                &config,
+                format!(
+                    "[statsite]\nbind_address = 127.0.0.1\ntcp_port = {tcp}\nudp_port = {port}\n\
+                     udp_rcvbuf = 8388608\nflush_interval = {}\nlog_level = WARN\n\
+                     stream_cmd = python3 {} 127.0.0.1 {} \"\"\n",
+                    w.flush.as_secs().max(1),
+                    sink.display(),
+                    carbon.port()
+                ),
+            )?;
+            let mut c = Command::new(bin);
+            c.arg("-f").arg(&config);
+            quiet(&mut c);
+            c.spawn()
+        }
         Target::SluiceProxy | Target::EtsyProxy => {
             Err(std::io::Error::other("a proxy is not a daemon"))
         }
     }
+}
+
+/// A TCP port on 127.0.0.1 free at the moment of asking.
+fn free_tcp_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// CPU seconds (user + system) and peak RSS (KiB) of a process, from /proc.

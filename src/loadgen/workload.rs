@@ -100,6 +100,10 @@ pub struct Workload {
     pub etsy_stats_js: PathBuf,
     /// Config file for the sluice target.
     pub sluice_config: Option<PathBuf>,
+    /// brubeck's binary (for the brubeck target).
+    pub brubeck: Option<PathBuf>,
+    /// statsite's binary (for the statsite target).
+    pub statsite: Option<PathBuf>,
 }
 
 /// The four metric types, in mix order.
@@ -314,6 +318,8 @@ mod tests {
             sample_rates: rates.to_vec(),
             etsy_stats_js: PathBuf::new(),
             sluice_config: None,
+            brubeck: None,
+            statsite: None,
         }
     }
 
