@@ -219,7 +219,7 @@ fn the_page_shows_the_tree_graphs_errors_and_the_agent() {
         reading["hash"]
             .as_str()
             .unwrap_or("")
-            .contains("target=seriesByTag('name=stats.gauges.page.tagged','dc=eu')"),
+            .contains("target=stats.gauges.page.tagged;dc=eu&"),
         "the tagged series was not added by keyboard: {reading}"
     );
     assert_eq!(reading["drawn"], "3", "{reading}");

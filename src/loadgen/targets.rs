@@ -219,7 +219,7 @@ fn spawn_daemon(
                 format!(
                     "[statsite]\nbind_address = 127.0.0.1\ntcp_port = {tcp}\nudp_port = {port}\n\
                      udp_rcvbuf = 8388608\nflush_interval = {}\nlog_level = WARN\n\
-                     stream_cmd = python3 {} 127.0.0.1 {} \"\"\n",
+                     stream_cmd = python3 {} 127.0.0.1 {}\n",
                     w.flush.as_secs().max(1),
                     sink.display(),
                     carbon.port()

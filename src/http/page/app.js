@@ -116,7 +116,8 @@ async function showTags() {
         const expr = `${tag}=${value}`;
         return tagBranch(`${value} (${count})`, expr, async () => {
           const names = await getJson("/tags/findSeries?expr=" + encodeURIComponent(expr));
-          return names.map((name) => treeItem({ id: `seriesByTag('${name.split(";").map((part, i) => (i ? part : "name=" + part)).join("','")}')`, text: name, leaf: 1 }));
+          // A tagged name is a target as it stands.
+          return names.map((name) => treeItem({ id: name, text: name, leaf: 1 }));
         });
       });
     })));
