@@ -50,22 +50,28 @@ function treeItem(node) {
       setState({ ...s, view: "graph", targets: [...s.targets.filter((t) => t !== node.id), node.id] });
     });
   } else {
-    b.setAttribute("aria-expanded", "false");
-    b.addEventListener("click", async () => {
-      const open = b.getAttribute("aria-expanded") === "true";
-      const old = li.querySelector("ul");
-      if (old) old.remove();
-      b.setAttribute("aria-expanded", String(!open));
-      if (!open) li.append(await children(node.id + ".*"));
-    });
+    openable(li, b, async () => (await find(node.id + ".*")).map(treeItem));
   }
   return li;
 }
 
-async function children(query) {
+// A branch of either tree: a click shows what `load` gives, or hides it.
+function openable(li, b, load) {
+  b.setAttribute("aria-expanded", "false");
+  b.addEventListener("click", async () => {
+    const open = b.getAttribute("aria-expanded") === "true";
+    const old = li.querySelector(":scope > ul");
+    if (old) old.remove();
+    b.setAttribute("aria-expanded", String(!open));
+    if (!open) li.append(await group(load));
+  });
+}
+
+// The items `load` gives as a tree group, or its error in their place.
+async function group(load) {
   const ul = el("ul", { role: "group" });
   try {
-    (await find(query)).forEach((n) => ul.append(treeItem(n)));
+    (await load()).forEach((item) => ul.append(item));
   } catch (e) {
     ul.append(el("li", {}, String(e.message)));
   }
@@ -74,29 +80,16 @@ async function children(query) {
 
 async function showTree(query) {
   const tree = $("tree");
-  const ul = await children(query);
+  const ul = await group(async () => (await find(query)).map(treeItem));
   tree.replaceChildren(...ul.children);
 }
 
 // Tagged series by tag: tag, then its values, then the series holding it.
 function tagBranch(label, path, load) {
   const li = el("li", { role: "treeitem" });
-  const b = el("button", { type: "button", class: "branch", "data-tag-path": path, "aria-expanded": "false" }, label);
+  const b = el("button", { type: "button", class: "branch", "data-tag-path": path }, label);
   li.append(b);
-  b.addEventListener("click", async () => {
-    const open = b.getAttribute("aria-expanded") === "true";
-    const old = li.querySelector("ul");
-    if (old) old.remove();
-    b.setAttribute("aria-expanded", String(!open));
-    if (open) return;
-    const ul = el("ul", { role: "group" });
-    try {
-      (await load()).forEach((item) => ul.append(item));
-    } catch (e) {
-      ul.append(el("li", {}, String(e.message)));
-    }
-    li.append(ul);
-  });
+  openable(li, b, load);
   return li;
 }
 
