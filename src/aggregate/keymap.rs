@@ -63,6 +63,36 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// A key to look up, laid out as an inline [`Key`] when it is short, so
+/// comparing it with a slot is a fixed-size compare the compiler inlines
+/// rather than a call to memcmp with a length.
+enum Probe<'k> {
+    Inline(u8, [u8; INLINE_KEY]),
+    Long(&'k [u8]),
+}
+
+impl<'k> Probe<'k> {
+    fn new(key: &'k [u8]) -> Probe<'k> {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            Probe::Inline(key.len() as u8, bytes)
+        } else {
+            Probe::Long(key)
+        }
+    }
+
+    /// Inline keys are zero past their length (see `From<&[u8]>`), so
+    /// equal keys have equal arrays.
+    fn matches(&self, slot: &Key) -> bool {
+        match (self, slot) {
+            (Probe::Inline(len, bytes), Key::Inline { len: l, bytes: b }) => len == l && bytes == b,
+            (Probe::Long(key), Key::Boxed(b)) => **key == **b,
+            _ => false,
+        }
+    }
+}
+
 /// The hash every map and the shard choice use for a key.
 #[derive(Clone)]
 pub struct KeyHasher(ahash::RandomState);
@@ -128,8 +158,9 @@ impl<V> KeyMap<V> {
 
     /// The value of `key`, whose hash is `hash`.
     pub fn get_mut_hashed(&mut self, hash: u64, key: &[u8]) -> Option<&mut V> {
+        let probe = Probe::new(key);
         self.table
-            .find_mut(hash, |(k, _)| k.as_bytes() == key)
+            .find_mut(hash, |(k, _)| probe.matches(k))
             .map(|(_, v)| v)
     }
 
