@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 use sluice::protocol::number::js_number_string;
-use sluice::protocol::statsd::{lines, parse_line, parse_plain, sanitize_key, Line, SampleKind};
+use sluice::protocol::statsd::{
+    lines, packet_lines, parse_line, parse_plain, sanitize_key, Line, PacketLine, SampleKind,
+};
 
 // Line pieces for the fast-path agreement test: mostly plain lines, with
 // every way of not being plain mixed in.
@@ -80,6 +82,36 @@ proptest! {
             }
             let samples: Vec<_> = m.samples().collect();
             prop_assert_eq!(samples, vec![Ok(sample)]);
+        }
+    }
+
+    #[test]
+    fn packet_lines_split_as_lines_does_and_parse_as_parse_plain_does(
+        pieces in proptest::collection::vec(
+            ((KEY, SEPARATOR, VALUE, KIND, TRAILER), "(\n|\r\n|\n\n|\r|\r\r\n|)"),
+            0..12,
+        ),
+    ) {
+        let packet: String = pieces
+            .iter()
+            .map(|((k, sep, v, t, tr), end)| format!("{k}{sep}{v}|{t}{tr}{end}"))
+            .collect();
+        let packet = packet.as_bytes();
+        let got: Vec<PacketLine> = packet_lines(packet).collect();
+        let want: Vec<&[u8]> = lines(packet).collect();
+        prop_assert_eq!(got.len(), want.len());
+        for (item, line) in got.iter().zip(want) {
+            match *item {
+                PacketLine::Plain { line: l, key, sample, has_semicolon } => {
+                    prop_assert_eq!(l, line);
+                    prop_assert_eq!(parse_plain(line), Some((key, sample)));
+                    prop_assert_eq!(has_semicolon, key.contains(&b';'));
+                }
+                PacketLine::Other(l) => {
+                    prop_assert_eq!(l, line);
+                    prop_assert!(parse_plain(line).is_none());
+                }
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::protocol::statsd::{Sample, SampleKind};
 use timer::TimerState;
 
-pub use keymap::{Key, KeyHasher, KeyMap};
+pub use keymap::{Key, KeyHasher, KeyMap, Prefetcher};
 
 type Map<V> = KeyMap<V>;
 
@@ -249,12 +249,13 @@ impl Aggregator {
     }
 
     /// Applies samples (key hash, key, sample) that all belong to
-    /// `shard`, under one lock.
+    /// `shard`, under one lock. Returns where that shard's maps keep their
+    /// slots now, for prefetching the next batch's lookups.
     pub fn apply<'a>(
         &self,
         shard: usize,
-        samples: impl IntoIterator<Item = (u64, &'a [u8], Sample<'a>)>,
-    ) {
+        samples: impl Iterator<Item = (u64, &'a [u8], Sample<'a>)>,
+    ) -> ShardHints {
         let limit = self.settings.timer_exact_limit.load(Ordering::Relaxed) as usize;
         let ttl = if self.settings.delete_gauges.load(Ordering::Relaxed) {
             self.settings.gauges_max_ttl.load(Ordering::Relaxed)
@@ -268,8 +269,10 @@ impl Aggregator {
                 refusals.add(&self.admission, key);
             }
         }
+        let hints = guard.hints();
         drop(guard);
         refusals.finish(&self.admission);
+        hints
     }
 
     /// Applies one sample (locks its shard; for the agent's own metrics,
@@ -433,6 +436,16 @@ impl Shard {
         }
     }
 
+    /// Where the four maps keep their slots, for prefetching.
+    fn hints(&self) -> ShardHints {
+        ShardHints([
+            self.counters.prefetcher(),
+            self.timers.prefetcher(),
+            self.gauges.prefetcher(),
+            self.sets.prefetcher(),
+        ])
+    }
+
     /// Applies a sample; false when it would have created a series the
     /// caps (of `capped`, None for the agent's own) refuse.
     fn update(
@@ -501,6 +514,26 @@ impl Shard {
     }
 }
 
+/// Where one shard's maps (counters, timers, gauges, sets) kept their
+/// slots when it was last locked. A receiver prefetches the next lookups
+/// with them while it works on the current ones; after the maps change
+/// (growth, a flush) a hint is only wrong, never unsafe.
+#[derive(Clone, Copy, Default)]
+pub struct ShardHints([Option<Prefetcher>; 4]);
+
+impl ShardHints {
+    fn prefetch(&self, hash: u64, kind: SampleKind) {
+        if let Some(p) = &self.0[kind_index(kind)] {
+            p.prefetch(hash);
+        }
+    }
+}
+
+/// Samples ahead of the one being applied whose slots are prefetched:
+/// enough to cover a miss to memory, few enough to stay in the CPU's
+/// outstanding-miss buffers.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Routes the samples of one receive batch to their shards: keys and set
 /// members are copied into one reusable arena, samples are bucketed by
 /// shard, and each shard is locked once. Reused across batches, so a
@@ -512,6 +545,7 @@ pub struct ShardBatch {
     order: Vec<u32>,
     starts: Vec<u32>,
     cursor: Vec<u32>,
+    hints: Vec<ShardHints>,
 }
 
 /// A key written into a [`ShardBatch`], with its hash and shard.
@@ -597,15 +631,27 @@ impl ShardBatch {
             self.order[*slot as usize] = i as u32;
             *slot += 1;
         }
+        self.hints.resize(shards, ShardHints::default());
+        let (arena, pending, order) = (&self.arena, &self.pending, &self.order);
+        let hints = &mut self.hints;
+        let prefetch = |hints: &[ShardHints], at: usize| {
+            if let Some(&i) = order.get(at) {
+                let p = &pending[i as usize];
+                hints[p.key.shard as usize].prefetch(p.key.hash, p.kind);
+            }
+        };
+        for at in 0..PREFETCH_AHEAD {
+            prefetch(hints, at);
+        }
         for shard in 0..shards {
             let (from, to) = (self.starts[shard] as usize, self.starts[shard + 1] as usize);
             if from == to {
                 continue;
             }
-            let arena = &self.arena;
-            let pending = &self.pending;
-            let samples = self.order[from..to].iter().map(|&i| {
-                let p = &pending[i as usize];
+            let ahead = &*hints;
+            let samples = (from..to).map(|at| {
+                prefetch(ahead, at + PREFETCH_AHEAD);
+                let p = &pending[order[at] as usize];
                 let key = &arena[p.key.range.0 as usize..p.key.range.1 as usize];
                 let sample = Sample {
                     kind: p.kind,
@@ -615,7 +661,8 @@ impl ShardBatch {
                 };
                 (p.key.hash, key, sample)
             });
-            aggregator.apply(shard, samples);
+            let fresh = aggregator.apply(shard, samples);
+            hints[shard] = fresh;
         }
         self.pending.clear();
         self.arena.clear();

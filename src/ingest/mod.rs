@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::aggregate::{Aggregator, ShardBatch};
 use crate::protocol::statsd::{
-    lines, parse_event, parse_line, parse_plain, BadSample, Line, TagStyle,
+    packet_lines, parse_event, parse_line, BadSample, Line, PacketLine, TagStyle,
 };
 use crate::store::events::EventLog;
 use crate::tap::Tap;
@@ -121,22 +121,36 @@ impl PacketParser {
         self.tally.packets += 1;
         // One relaxed load per packet when nobody watches.
         let tap = ctx.tap.as_deref().filter(|t| t.is_active());
-        for line in lines(packet) {
+        for item in packet_lines(packet) {
             self.tally.lines += 1;
-            if let Some(tap) = tap {
-                tap.offer(line);
-            }
-            // Graphite style sorts the `;k=v` tags a key may carry itself.
-            let fast = parse_plain(line).filter(|(key, _)| {
-                ctx.tag_style == TagStyle::Etsy || memchr::memchr(b';', key).is_none()
-            });
-            if let Some((key, sample)) = fast {
-                let key = self
-                    .batch
-                    .add_key(&ctx.aggregator, |arena| arena.extend_from_slice(key));
-                self.batch.push(key, &sample);
-                continue;
-            }
+            let line = match item {
+                PacketLine::Plain {
+                    line,
+                    key,
+                    sample,
+                    has_semicolon,
+                } => {
+                    if let Some(tap) = tap {
+                        tap.offer(line);
+                    }
+                    // Graphite style sorts the `;k=v` tags a key may carry
+                    // itself: the general parser does that.
+                    if !has_semicolon || ctx.tag_style == TagStyle::Etsy {
+                        let key = self
+                            .batch
+                            .add_key(&ctx.aggregator, |arena| arena.extend_from_slice(key));
+                        self.batch.push(key, &sample);
+                        continue;
+                    }
+                    line
+                }
+                PacketLine::Other(line) => {
+                    if let Some(tap) = tap {
+                        tap.offer(line);
+                    }
+                    line
+                }
+            };
             let metric = match parse_line(line) {
                 Line::Metric(m) => m,
                 Line::Event(raw) => {

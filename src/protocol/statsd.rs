@@ -321,44 +321,174 @@ pub fn parse_line(line: &[u8]) -> Line<'_> {
 /// gives the same key and sample (a property test holds it to that); it
 /// only skips the general parser's splitting.
 pub fn parse_plain(line: &[u8]) -> Option<(&[u8], Sample<'_>)> {
-    let digits = |b: u8| b.is_ascii_digit() || b == b'.';
-    let key_end = line.iter().position(|&b| !KEEP[b as usize])?;
-    if key_end == 0 || line[key_end] != b':' {
+    let plain = scan_plain(line)?;
+    (plain.line_end == line.len()).then_some((&line[..plain.key_end], plain.sample))
+}
+
+/// One line of a packet, as [`packet_lines`] yields it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PacketLine<'a> {
+    /// A line [`parse_plain`] accepts, already parsed.
+    Plain {
+        /// The line, without its line end.
+        line: &'a [u8],
+        /// Its key.
+        key: &'a [u8],
+        /// Its one sample.
+        sample: Sample<'a>,
+        /// Whether the key holds a `;` (Graphite-style tags to sort).
+        has_semicolon: bool,
+    },
+    /// Any other non-empty line, for [`parse_line`].
+    Other(&'a [u8]),
+}
+
+/// The lines of a packet exactly as [`lines`] splits them, the plain ones
+/// parsed in the same pass that finds their end: one scan per line instead
+/// of a newline search and then a parse.
+pub fn packet_lines(packet: &[u8]) -> PacketLines<'_> {
+    PacketLines { packet, at: 0 }
+}
+
+/// Iterator of [`packet_lines`].
+pub struct PacketLines<'a> {
+    packet: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for PacketLines<'a> {
+    type Item = PacketLine<'a>;
+
+    fn next(&mut self) -> Option<PacketLine<'a>> {
+        loop {
+            let rest = self.packet.get(self.at..).filter(|r| !r.is_empty())?;
+            if let Some(plain) = scan_plain(rest) {
+                self.at += plain.next;
+                let line = &rest[..plain.line_end];
+                return Some(PacketLine::Plain {
+                    line,
+                    key: &line[..plain.key_end],
+                    sample: plain.sample,
+                    has_semicolon: plain.has_semicolon,
+                });
+            }
+            let end = memchr(b'\n', rest).unwrap_or(rest.len());
+            self.at += end + 1;
+            let line = &rest[..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.is_empty() {
+                return Some(PacketLine::Other(line));
+            }
+        }
+    }
+}
+
+/// A plain line found at the start of a buffer.
+struct Plain<'a> {
+    key_end: usize,
+    sample: Sample<'a>,
+    has_semicolon: bool,
+    /// Where the line's text ends (before `\r\n`, `\n` or the buffer's end).
+    line_end: usize,
+    /// Where the next line starts.
+    next: usize,
+}
+
+/// Key bytes for the scan: 0 ends the key, 1 is kept, 3 is a kept `;`.
+static KEY_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        if KEEP[b] {
+            t[b] = if b == b';' as usize { 3 } else { 1 };
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Parses a plain line at the start of `buf`, up to its line end; `None`
+/// if the line is anything else. Integer values are read during the scan.
+fn scan_plain(buf: &[u8]) -> Option<Plain<'_>> {
+    let mut i = 0;
+    let mut classes = 0u8;
+    while let Some(&b) = buf.get(i) {
+        let class = KEY_CLASS[b as usize];
+        if class == 0 {
+            break;
+        }
+        classes |= class;
+        i += 1;
+    }
+    let key_end = i;
+    if key_end == 0 || buf.get(i) != Some(&b':') {
         return None;
     }
-    let rest = &line[key_end + 1..];
-    let value_end = rest.iter().position(|&b| !digits(b))?;
-    if value_end == 0 || rest[value_end] != b'|' {
+    i += 1;
+    let value_start = i;
+    let (mut integer, mut fraction) = (0u64, false);
+    while let Some(&b) = buf.get(i) {
+        match b {
+            b'0'..=b'9' => integer = integer.wrapping_mul(10).wrapping_add(u64::from(b - b'0')),
+            b'.' => fraction = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    let digits = &buf[value_start..i];
+    if digits.is_empty() || buf.get(i) != Some(&b'|') {
         return None;
     }
-    let value = parse_js_number(&rest[..value_end]).filter(|v| v.is_finite())?;
-    let rest = &rest[value_end + 1..];
-    let type_end = rest.iter().position(|&b| b == b'|').unwrap_or(rest.len());
-    let kind = match &rest[..type_end] {
-        b"c" => SampleKind::Counter,
-        b"ms" | b"h" | b"d" => SampleKind::Timer,
-        b"g" => SampleKind::Gauge { delta: false },
+    // Up to 15 digits are exact in f64; anything else takes the full parser.
+    let value = if !fraction && digits.len() <= 15 {
+        integer as f64
+    } else {
+        parse_js_number(digits).filter(|v| v.is_finite())?
+    };
+    i += 1;
+    let (kind, type_len) = match (buf.get(i), buf.get(i + 1)) {
+        (Some(b'c'), _) => (SampleKind::Counter, 1),
+        (Some(b'g'), _) => (SampleKind::Gauge { delta: false }, 1),
+        (Some(b'h' | b'd'), _) => (SampleKind::Timer, 1),
+        (Some(b'm'), Some(b's')) => (SampleKind::Timer, 2),
         _ => return None,
     };
-    let rate = match rest.get(type_end..) {
-        Some([]) | None => 1.0,
-        Some(field) => {
-            let text = field.strip_prefix(b"|@")?;
-            if text.is_empty() || !text.iter().all(|&b| digits(b)) {
-                return None;
-            }
-            parse_rate(text).ok()?
+    i += type_len;
+    let mut rate = 1.0;
+    if buf.get(i) == Some(&b'|') {
+        if buf.get(i + 1) != Some(&b'@') {
+            return None;
         }
+        i += 2;
+        let rate_start = i;
+        while matches!(buf.get(i), Some(b'0'..=b'9' | b'.')) {
+            i += 1;
+        }
+        if i == rate_start {
+            return None;
+        }
+        rate = parse_rate(&buf[rate_start..i]).ok()?;
+    }
+    // The line must end here: `\n`, `\r\n`, a last `\r`, or the buffer.
+    let next = match (buf.get(i), buf.get(i + 1)) {
+        (None, _) => i,
+        (Some(b'\n'), _) => i + 1,
+        (Some(b'\r'), None) => i + 1,
+        (Some(b'\r'), Some(b'\n')) => i + 2,
+        _ => return None,
     };
-    Some((
-        &line[..key_end],
-        Sample {
+    Some(Plain {
+        key_end,
+        sample: Sample {
             kind,
             value,
             rate,
             member: &[],
         },
-    ))
+        has_semicolon: classes & 2 != 0,
+        line_end: i,
+        next,
+    })
 }
 
 impl<'a> MetricLine<'a> {
