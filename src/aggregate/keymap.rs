@@ -126,7 +126,9 @@ pub fn shard_bits(hash: u64, shards: usize) -> usize {
     ((middle * shards as u64) >> 32) as usize
 }
 
-/// Prefetches the control bytes and the home slot of a hash in one map.
+/// Prefetches the home slot of a hash in one map (the entry's line and the
+/// one below it, where the next buckets of its first probed group lie; the
+/// control bytes are small enough to stay cached).
 /// hashbrown starts probing at bucket `hash & mask`, and bucket `i`'s
 /// entry lies `i + 1` entries below the control bytes; a key that sits
 /// elsewhere only makes the hint useless. Taken under the shard's lock and

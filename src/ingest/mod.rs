@@ -123,34 +123,30 @@ impl PacketParser {
         let tap = ctx.tap.as_deref().filter(|t| t.is_active());
         for item in packet_lines(packet) {
             self.tally.lines += 1;
-            let line = match item {
+            let (line, plain) = match item {
                 PacketLine::Plain {
                     line,
                     key,
                     sample,
                     has_semicolon,
                 } => {
-                    if let Some(tap) = tap {
-                        tap.offer(line);
-                    }
                     // Graphite style sorts the `;k=v` tags a key may carry
                     // itself: the general parser does that.
-                    if !has_semicolon || ctx.tag_style == TagStyle::Etsy {
-                        let key = self
-                            .batch
-                            .add_key(&ctx.aggregator, |arena| arena.extend_from_slice(key));
-                        self.batch.push(key, &sample);
-                        continue;
-                    }
-                    line
+                    let fast = !has_semicolon || ctx.tag_style == TagStyle::Etsy;
+                    (line, fast.then_some((key, sample)))
                 }
-                PacketLine::Other(line) => {
-                    if let Some(tap) = tap {
-                        tap.offer(line);
-                    }
-                    line
-                }
+                PacketLine::Other(line) => (line, None),
             };
+            if let Some(tap) = tap {
+                tap.offer(line);
+            }
+            if let Some((key, sample)) = plain {
+                let key = self
+                    .batch
+                    .add_key(&ctx.aggregator, |arena| arena.extend_from_slice(key));
+                self.batch.push(key, &sample);
+                continue;
+            }
             let metric = match parse_line(line) {
                 Line::Metric(m) => m,
                 Line::Event(raw) => {
