@@ -102,8 +102,9 @@ proptest! {
         prop_assert_eq!(got.len(), want.len());
         for (item, line) in got.iter().zip(want) {
             match *item {
-                PacketLine::Plain { line: l, key, sample, has_semicolon } => {
+                PacketLine::Plain { line: l, key, from_key, sample, has_semicolon } => {
                     prop_assert_eq!(l, line);
+                    prop_assert!(from_key.starts_with(key));
                     prop_assert_eq!(parse_plain(line), Some((key, sample)));
                     prop_assert_eq!(has_semicolon, key.contains(&b';'));
                 }

@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::protocol::statsd::{Sample, SampleKind};
 use timer::TimerState;
 
-pub use keymap::{Key, KeyHasher, KeyMap, Prefetcher};
+pub use keymap::{Key, KeyHasher, KeyMap, KeyRef, PaddedKey, Prefetcher};
 
 type Map<V> = KeyMap<V>;
 
@@ -153,25 +153,30 @@ fn prefix_of(key: &[u8]) -> &[u8] {
 /// Refusals of one batch, run-length by prefix, so a flood of one prefix
 /// takes the report's lock once per batch rather than once per sample.
 #[derive(Default)]
-struct Refusals<'k> {
-    prefix: &'k [u8],
+struct Refusals {
+    prefix: Vec<u8>,
     count: u64,
 }
 
-impl<'k> Refusals<'k> {
-    fn add(&mut self, admission: &Admission, key: &'k [u8]) {
-        let prefix = prefix_of(key);
-        if self.count > 0 && self.prefix != prefix {
-            admission.refused(self.prefix, self.count);
-            self.count = 0;
-        }
-        self.prefix = prefix;
-        self.count += 1;
+impl Refusals {
+    fn add(&mut self, admission: &Admission, key: KeyRef<'_>) {
+        key.with_bytes(|key| {
+            let prefix = prefix_of(key);
+            if self.count > 0 && self.prefix != prefix {
+                admission.refused(&self.prefix, self.count);
+                self.count = 0;
+            }
+            if self.count == 0 {
+                self.prefix.clear();
+                self.prefix.extend_from_slice(prefix);
+            }
+            self.count += 1;
+        });
     }
 
     fn finish(self, admission: &Admission) {
         if self.count > 0 {
-            admission.refused(self.prefix, self.count);
+            admission.refused(&self.prefix, self.count);
         }
     }
 }
@@ -229,6 +234,11 @@ impl Aggregator {
         self.hasher.hash(key)
     }
 
+    /// The hash every shard's maps use.
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
     /// The shard that owns a key with this hash.
     pub fn shard_for(&self, hash: u64) -> usize {
         keymap::shard_bits(hash, self.shards.len())
@@ -254,7 +264,7 @@ impl Aggregator {
     pub fn apply<'a>(
         &self,
         shard: usize,
-        samples: impl Iterator<Item = (u64, &'a [u8], Sample<'a>)>,
+        samples: impl Iterator<Item = (u64, KeyRef<'a>, Sample<'a>)>,
     ) -> ShardHints {
         let limit = self.settings.timer_exact_limit.load(Ordering::Relaxed) as usize;
         let ttl = if self.settings.delete_gauges.load(Ordering::Relaxed) {
@@ -280,8 +290,10 @@ impl Aggregator {
     pub fn apply_one(&self, key: &[u8], sample: Sample<'_>) {
         let hash = self.hash(key);
         let limit = self.settings.timer_exact_limit.load(Ordering::Relaxed) as usize;
-        self.lock(self.shard_for(hash))
-            .update(hash, key, &sample, limit, 0, None);
+        KeyRef::of(key, |key| {
+            self.lock(self.shard_for(hash))
+                .update(hash, key, &sample, limit, 0, None)
+        });
     }
 
     /// Samples refused by the caps since the last call.
@@ -451,7 +463,7 @@ impl Shard {
     fn update(
         &mut self,
         hash: u64,
-        key: &[u8],
+        key: KeyRef<'_>,
         sample: &Sample<'_>,
         timer_limit: usize,
         gauge_ttl: u32,
@@ -462,17 +474,17 @@ impl Shard {
         match sample.kind {
             SampleKind::Counter => {
                 let add = sample.value * (1.0 / sample.rate);
-                match self.counters.get_mut_hashed(hash, key) {
+                match self.counters.get_mut_ref(hash, key) {
                     Some(c) => *c += add,
                     None if !admit() => return false,
                     None => {
-                        self.counters.insert_new_hashed(hash, key, add);
+                        self.counters.insert_new_ref(hash, key, add);
                     }
                 }
             }
             SampleKind::Gauge { delta } => {
                 let value = sample.value;
-                match self.gauges.get_mut_hashed(hash, key) {
+                match self.gauges.get_mut_ref(hash, key) {
                     Some(g) => {
                         g.value = if delta { g.value + value } else { value };
                         g.ttl = gauge_ttl;
@@ -486,24 +498,24 @@ impl Shard {
                             ttl: gauge_ttl,
                             from_packets: true,
                         };
-                        self.gauges.insert_new_hashed(hash, key, gauge);
+                        self.gauges.insert_new_ref(hash, key, gauge);
                     }
                 }
             }
-            SampleKind::Timer => match self.timers.get_mut_hashed(hash, key) {
+            SampleKind::Timer => match self.timers.get_mut_ref(hash, key) {
                 Some(t) => t.record(sample.value, sample.rate, timer_limit),
                 None if !admit() => return false,
                 None => {
                     let mut t = TimerState::default();
                     t.record(sample.value, sample.rate, timer_limit);
-                    self.timers.insert_new_hashed(hash, key, t);
+                    self.timers.insert_new_ref(hash, key, t);
                 }
             },
             SampleKind::Set => {
-                let set = match self.sets.get_mut_hashed(hash, key) {
+                let set = match self.sets.get_mut_ref(hash, key) {
                     Some(s) => s,
                     None if !admit() => return false,
-                    None => self.sets.insert_new_hashed(hash, key, HashSet::default()),
+                    None => self.sets.insert_new_ref(hash, key, HashSet::default()),
                 };
                 if !set.contains(sample.member) {
                     set.insert(Box::from(sample.member));
@@ -534,34 +546,79 @@ impl ShardHints {
 /// outstanding-miss buffers.
 const PREFETCH_AHEAD: usize = 8;
 
-/// Routes the samples of one receive batch to their shards: keys and set
-/// members are copied into one reusable arena, samples are bucketed by
-/// shard, and each shard is locked once. Reused across batches, so a
-/// steady stream of known keys allocates nothing.
+/// Routes the samples of one receive batch to their shards: each sample
+/// goes into its shard's queue as one 64-byte record (a short key padded
+/// inside it; long keys and set members in one reusable arena), and each
+/// shard is locked once. Reused across batches, so a steady stream of
+/// known keys allocates nothing.
 #[derive(Default)]
 pub struct ShardBatch {
     arena: Vec<u8>,
-    pending: Vec<Pending>,
-    order: Vec<u32>,
-    starts: Vec<u32>,
-    cursor: Vec<u32>,
+    queues: Vec<Vec<Pending>>,
     hints: Vec<ShardHints>,
 }
 
-/// A key written into a [`ShardBatch`], with its hash and shard.
-#[derive(Debug, Clone, Copy)]
+/// A queued key: its [`PaddedKey`], or for a long key its arena range in
+/// the first two words and 0xFF in byte 31 (which a padded key keeps 0),
+/// so a queued sample stays within one cache line.
+#[derive(Clone, Copy)]
+struct BatchKey(PaddedKey);
+
+/// Byte 31 of a long key's [`BatchKey`].
+const LONG_MARK: u64 = 0xFF << 56;
+
+impl BatchKey {
+    fn long(start: usize, end: usize) -> BatchKey {
+        BatchKey(PaddedKey([start as u64, end as u64, 0, LONG_MARK]))
+    }
+
+    /// Where a long key starts in the arena.
+    fn long_start(&self) -> Option<usize> {
+        let words = &self.0 .0;
+        (words[3] == LONG_MARK).then_some(words[0] as usize)
+    }
+
+    #[inline(always)]
+    fn get<'a>(&'a self, arena: &'a [u8]) -> KeyRef<'a> {
+        let words = &self.0 .0;
+        if words[3] == LONG_MARK {
+            KeyRef::Long(
+                arena
+                    .get(words[0] as usize..words[1] as usize)
+                    .unwrap_or_default(),
+            )
+        } else {
+            KeyRef::Short(&self.0)
+        }
+    }
+}
+
+/// A key added to a [`ShardBatch`], with its hash and shard.
+#[derive(Clone, Copy)]
 pub struct QueuedKey {
-    range: (u32, u32),
+    key: BatchKey,
     hash: u64,
     shard: u32,
 }
 
+impl QueuedKey {
+    fn short(aggregator: &Aggregator, padded: PaddedKey, hash: u64) -> QueuedKey {
+        QueuedKey {
+            key: BatchKey(padded),
+            hash,
+            shard: aggregator.shard_for(hash) as u32,
+        }
+    }
+}
+
+/// One queued sample. `extra` is the rate's bits, or for a set the
+/// member's arena range (sets have no rate and no value).
 struct Pending {
-    key: QueuedKey,
-    member: (u32, u32),
-    kind: SampleKind,
+    key: BatchKey,
+    hash: u64,
     value: f64,
-    rate: f64,
+    extra: u64,
+    kind: SampleKind,
 }
 
 impl ShardBatch {
@@ -574,97 +631,161 @@ impl ShardBatch {
     ) -> QueuedKey {
         let start = self.arena.len();
         write(&mut self.arena);
-        let hash = aggregator.hash(&self.arena[start..]);
+        let written = &self.arena[start..];
+        if let Some((padded, hash)) = aggregator.hasher.pad_and_hash(written, written.len()) {
+            self.arena.truncate(start);
+            return QueuedKey::short(aggregator, padded, hash);
+        }
+        let hash = aggregator.hash(written);
         QueuedKey {
-            range: (start as u32, self.arena.len() as u32),
+            key: BatchKey::long(start, self.arena.len()),
             hash,
             shard: aggregator.shard_for(hash) as u32,
         }
     }
 
+    /// Queues a plain line's sample: its key is the `len` bytes that
+    /// `from_key` (the rest of the packet) starts with. Inlined whole, so
+    /// a short key goes from word loads of the packet to the queue in
+    /// registers.
+    #[inline(always)]
+    pub fn push_plain(
+        &mut self,
+        aggregator: &Aggregator,
+        from_key: &[u8],
+        len: usize,
+        sample: &Sample<'_>,
+    ) {
+        let key = self.add_plain_key(aggregator, from_key, len);
+        self.push(key, sample);
+    }
+
+    /// Adds the key of `len` bytes that `from_key` starts with: a short one
+    /// is padded from word loads and never copied into the arena.
+    #[inline(always)]
+    fn add_plain_key(&mut self, aggregator: &Aggregator, from_key: &[u8], len: usize) -> QueuedKey {
+        match aggregator.hasher.pad_and_hash(from_key, len) {
+            Some((padded, hash)) => QueuedKey::short(aggregator, padded, hash),
+            None => {
+                let key = from_key.get(..len).unwrap_or(from_key);
+                self.add_key(aggregator, |arena| arena.extend_from_slice(key))
+            }
+        }
+    }
+
     /// Takes back the key added last, when no sample of its line was good.
     pub fn drop_key(&mut self, key: QueuedKey) {
-        self.arena.truncate(key.range.0 as usize);
+        if let Some(start) = key.key.long_start() {
+            self.arena.truncate(start);
+        }
     }
 
     /// Queues one sample of `key`.
+    #[inline(always)]
     pub fn push(&mut self, key: QueuedKey, sample: &Sample<'_>) {
-        let member = if sample.kind == SampleKind::Set {
-            let start = self.arena.len() as u32;
+        let extra = if sample.kind == SampleKind::Set {
+            let start = self.arena.len() as u64;
             self.arena.extend_from_slice(sample.member);
-            (start, self.arena.len() as u32)
+            (start << 32) | self.arena.len() as u64
         } else {
-            (0, 0)
+            sample.rate.to_bits()
         };
-        self.pending.push(Pending {
-            key,
-            member,
-            kind: sample.kind,
+        let shard = key.shard as usize;
+        if shard >= self.queues.len() {
+            self.queues.resize_with(shard + 1, Vec::new);
+        }
+        self.queues[shard].push(Pending {
+            key: key.key,
+            hash: key.hash,
             value: sample.value,
-            rate: sample.rate,
+            extra,
+            kind: sample.kind,
         });
     }
 
     /// Applies everything queued, one lock per shard touched, and empties
     /// the batch.
     pub fn commit(&mut self, aggregator: &Aggregator) {
-        if self.pending.is_empty() {
-            self.arena.clear();
-            return;
+        let shards = aggregator.shard_count().min(self.queues.len());
+        self.hints.resize(self.queues.len(), ShardHints::default());
+        let (arena, queues, hints) = (&self.arena, &self.queues, &mut self.hints);
+        // The prefetch runs PREFETCH_AHEAD samples ahead of the updates,
+        // across the end of one shard's queue into the next one's.
+        let mut ahead = Ahead::new(queues);
+        for _ in 0..PREFETCH_AHEAD {
+            ahead.prefetch_next(hints);
         }
-        let shards = aggregator.shard_count();
-        // Counting sort of the pending samples by shard.
-        self.starts.clear();
-        self.starts.resize(shards + 1, 0);
-        for p in &self.pending {
-            self.starts[p.key.shard as usize + 1] += 1;
-        }
-        for i in 0..shards {
-            self.starts[i + 1] += self.starts[i];
-        }
-        self.order.clear();
-        self.order.resize(self.pending.len(), 0);
-        self.cursor.clear();
-        self.cursor.extend_from_slice(&self.starts);
-        for (i, p) in self.pending.iter().enumerate() {
-            let slot = &mut self.cursor[p.key.shard as usize];
-            self.order[*slot as usize] = i as u32;
-            *slot += 1;
-        }
-        self.hints.resize(shards, ShardHints::default());
-        let (arena, pending, order) = (&self.arena, &self.pending, &self.order);
-        let hints = &mut self.hints;
-        let prefetch = |hints: &[ShardHints], at: usize| {
-            if let Some(&i) = order.get(at) {
-                let p = &pending[i as usize];
-                hints[p.key.shard as usize].prefetch(p.key.hash, p.kind);
-            }
-        };
-        for at in 0..PREFETCH_AHEAD {
-            prefetch(hints, at);
-        }
-        for shard in 0..shards {
-            let (from, to) = (self.starts[shard] as usize, self.starts[shard + 1] as usize);
-            if from == to {
+        for (shard, queue) in queues.iter().enumerate().take(shards) {
+            if queue.is_empty() {
                 continue;
             }
-            let ahead = &*hints;
-            let samples = (from..to).map(|at| {
-                prefetch(ahead, at + PREFETCH_AHEAD);
-                let p = &pending[order[at] as usize];
-                let key = &arena[p.key.range.0 as usize..p.key.range.1 as usize];
+            let ahead_hints = &*hints;
+            let ahead = &mut ahead;
+            let samples = queue.iter().map(|p| {
+                ahead.prefetch_next(ahead_hints);
+                let key = p.key.get(arena);
+                let (rate, member) = if p.kind == SampleKind::Set {
+                    let (from, to) = ((p.extra >> 32) as usize, p.extra as u32 as usize);
+                    (1.0, &arena[from..to])
+                } else {
+                    (f64::from_bits(p.extra), &[][..])
+                };
                 let sample = Sample {
                     kind: p.kind,
                     value: p.value,
-                    rate: p.rate,
-                    member: &arena[p.member.0 as usize..p.member.1 as usize],
+                    rate,
+                    member,
                 };
-                (p.key.hash, key, sample)
+                (p.hash, key, sample)
             });
-            let fresh = aggregator.apply(shard, samples);
-            hints[shard] = fresh;
+            hints[shard] = aggregator.apply(shard, samples);
         }
-        self.pending.clear();
+        for queue in &mut self.queues {
+            queue.clear();
+        }
         self.arena.clear();
+    }
+}
+
+/// The prefetch cursor of a commit: the next queued sample to prefetch,
+/// in the order the commit applies them.
+struct Ahead<'q> {
+    queues: &'q [Vec<Pending>],
+    shard: usize,
+    at: usize,
+}
+
+impl<'q> Ahead<'q> {
+    fn new(queues: &'q [Vec<Pending>]) -> Ahead<'q> {
+        Ahead {
+            queues,
+            shard: 0,
+            at: 0,
+        }
+    }
+
+    #[inline]
+    fn prefetch_next(&mut self, hints: &[ShardHints]) {
+        while let Some(queue) = self.queues.get(self.shard) {
+            if let Some(p) = queue.get(self.at) {
+                if let Some(h) = hints.get(self.shard) {
+                    h.prefetch(p.hash, p.kind);
+                }
+                self.at += 1;
+                return;
+            }
+            self.shard += 1;
+            self.at = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_sample_fills_one_cache_line() {
+        assert!(std::mem::size_of::<Pending>() <= 64);
     }
 }

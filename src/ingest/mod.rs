@@ -127,24 +127,23 @@ impl PacketParser {
                 PacketLine::Plain {
                     line,
                     key,
+                    from_key,
                     sample,
                     has_semicolon,
                 } => {
                     // Graphite style sorts the `;k=v` tags a key may carry
                     // itself: the general parser does that.
                     let fast = !has_semicolon || ctx.tag_style == TagStyle::Etsy;
-                    (line, fast.then_some((key, sample)))
+                    (line, fast.then_some((from_key, key.len(), sample)))
                 }
                 PacketLine::Other(line) => (line, None),
             };
             if let Some(tap) = tap {
                 tap.offer(line);
             }
-            if let Some((key, sample)) = plain {
-                let key = self
-                    .batch
-                    .add_key(&ctx.aggregator, |arena| arena.extend_from_slice(key));
-                self.batch.push(key, &sample);
+            if let Some((from_key, len, sample)) = plain {
+                self.batch
+                    .push_plain(&ctx.aggregator, from_key, len, &sample);
                 continue;
             }
             let metric = match parse_line(line) {
