@@ -201,8 +201,7 @@ impl<'k> KeyRef<'k> {
 
 /// The hash every map and the shard choice use for a key: for a short key
 /// two rounds of folded multiplies over its padded words with per-process
-/// random seeds (a fifth of ahash's cost on 30-byte keys), for a long one
-/// ahash.
+/// random seeds (no pass over bytes), for a long one ahash.
 #[derive(Clone)]
 pub struct KeyHasher {
     long: ahash::RandomState,

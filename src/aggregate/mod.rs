@@ -1,7 +1,7 @@
 //! The lock-sharded aggregator: StatsD samples in, per-key state kept until
 //! the flush takes it.
 //!
-//! Keys are spread over N shards by ahash; each shard is a mutex over four
+//! Keys are spread over N shards by their hash ([`KeyHasher`]); each shard is a mutex over four
 //! maps (counters, gauges, timers, sets), as in Etsy where each type has its
 //! own namespace. Receivers group a batch's samples by shard and lock each
 //! shard once per batch ([`Aggregator::apply`]). Updating a key that exists

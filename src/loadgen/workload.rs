@@ -122,7 +122,7 @@ pub enum Type {
 impl Type {
     const ALL: [Type; 4] = [Type::Counter, Type::Timer, Type::Gauge, Type::Set];
 
-    /// The key prefix the bench uses for this type: bench.<c|t|g|s>.k<n>.
+    /// The key prefix the bench uses for this type: `bench.<c|t|g|s>.k<n>`.
     pub fn tag(self) -> &'static str {
         match self {
             Type::Counter => "c",

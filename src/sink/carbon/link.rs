@@ -10,7 +10,7 @@
 //! writing the same point twice into whisper is harmless.
 //!
 //! The queue and the history hold the flush's shared batch, not a copy:
-//! points are encoded in pieces of [`PIECE_BYTES`] as they are written, so
+//! points are encoded in pieces of `PIECE_BYTES` as they are written, so
 //! a million-series flush never exists twice in memory.
 
 use std::collections::VecDeque;
