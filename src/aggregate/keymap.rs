@@ -75,12 +75,6 @@ impl PaddedKey {
         bytes.copy_from_slice(&all[..INLINE_KEY + 1]);
         bytes
     }
-
-    /// The key's bytes, copied out.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let bytes = self.to_inline();
-        bytes[..bytes[INLINE_KEY] as usize].to_vec()
-    }
 }
 
 /// 32 bytes from `32 - len` keep the first `len` bytes of a block.
@@ -94,12 +88,13 @@ static KEEP_FIRST: [u8; 64] = {
     mask
 };
 
-/// Word `i` of a 32-byte block.
+/// The little-endian word at byte `at` of `bytes` (callers pass arrays,
+/// so the bounds are known and the read is one load).
 #[inline(always)]
-fn word(block: &[u8; 32], i: usize) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&block[i * 8..i * 8 + 8]);
-    u64::from_le_bytes(bytes)
+fn le_word(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
 }
 
 /// The words of a padded key: `len` bytes from the start of `from_key`,
@@ -118,7 +113,7 @@ fn padded_words(from_key: &[u8], len: usize) -> Option<[u64; 4]> {
     ) {
         (Some(block), Some(mask)) => {
             for (i, w) in words.iter_mut().enumerate() {
-                *w = word(block, i) & word(mask, i);
+                *w = le_word(block, i * 8) & le_word(mask, i * 8);
             }
         }
         _ => {
@@ -135,11 +130,7 @@ fn padded_words(from_key: &[u8], len: usize) -> Option<[u64; 4]> {
 /// from the slot: the last word is the 8 bytes from byte 23, shifted.
 #[inline(always)]
 fn inline_words(bytes: &[u8; INLINE_KEY + 1]) -> [u64; 4] {
-    let at = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[i..i + 8]);
-        u64::from_le_bytes(w)
-    };
+    let at = |i| le_word(bytes, i);
     [at(0), at(8), at(16), at(23) >> 8]
 }
 
@@ -231,11 +222,6 @@ impl KeyHasher {
             Some(words) => self.hash_words(&words),
             None => self.long.hash_one(key),
         }
-    }
-
-    /// The hash of a padded key; equal to [`KeyHasher::hash`] of its bytes.
-    pub fn hash_padded(&self, key: &PaddedKey) -> u64 {
-        self.hash_words(&key.0)
     }
 
     #[inline]
@@ -485,10 +471,10 @@ mod tests {
                 let alone = PaddedKey::new(key).expect("short");
                 let (padded, hash) = hasher.pad_and_hash(&packet[at..], len).expect("short");
                 assert!(padded == alone, "len {len} at {at}");
-                assert_eq!(padded.to_vec(), key);
+                KeyRef::Short(&padded).with_bytes(|bytes| assert_eq!(bytes, key));
                 assert_eq!(Key::from(key).as_bytes(), key);
                 assert_eq!(hash, hasher.hash(key));
-                assert_eq!(hash, hasher.hash_padded(&alone));
+                assert_eq!(hash, hasher.hash_words(&alone.0));
                 assert_eq!(hash, hasher.hash_key(&Key::from(key)));
             }
         }

@@ -1,10 +1,11 @@
 //! The lock-sharded aggregator: StatsD samples in, per-key state kept until
 //! the flush takes it.
 //!
-//! Keys are spread over N shards by their hash ([`KeyHasher`]); each shard is a mutex over four
-//! maps (counters, gauges, timers, sets), as in Etsy where each type has its
-//! own namespace. Receivers group a batch's samples by shard and lock each
-//! shard once per batch ([`Aggregator::apply`]). Updating a key that exists
+//! Keys are spread over N shards by their hash ([`KeyHasher`]); each
+//! shard is a mutex over four maps (counters, gauges, timers, sets), as in
+//! Etsy where each type has its own namespace. Receivers group a batch's
+//! samples by shard and lock each shard once per batch
+//! ([`Aggregator::apply`]). Updating a key that exists
 //! allocates nothing. The flush ([`flush`]) takes each shard's interval out
 //! under its lock and does all arithmetic and naming outside it.
 
@@ -232,11 +233,6 @@ impl Aggregator {
     /// The hash of `key` that picks its shard and finds it there.
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash(key)
-    }
-
-    /// The hash every shard's maps use.
-    pub fn hasher(&self) -> &KeyHasher {
-        &self.hasher
     }
 
     /// The shard that owns a key with this hash.

@@ -88,9 +88,10 @@ impl MmsgBuffers {
             h.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
         }
         // SAFETY: headers[i] points at iovecs[i], which points at a distinct
-        // DATAGRAM_MAX-byte slice of `data` (slots SLOT bytes apart); all three live as long as self
-        // and are not touched by Rust during the call. The kernel writes at
-        // most iov_len bytes per message and BATCH headers.
+        // DATAGRAM_MAX-byte slice of `data` (slots SLOT bytes apart); all
+        // three live as long as self and are not touched by Rust during the
+        // call. The kernel writes at most iov_len bytes per message and
+        // BATCH headers.
         let n = unsafe {
             libc::recvmmsg(
                 socket,
