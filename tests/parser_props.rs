@@ -187,6 +187,23 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
+    // Values and rates of up to 15 digits take a one-division path; it
+    // must give the very bits a full decimal parse gives, and leave
+    // longer or stranger numbers to that parse.
+    #[test]
+    fn short_decimals_read_as_a_full_parse_reads_them(text in "[0-9]{0,12}\\.?[0-9]{0,9}") {
+        let full = text.parse::<f64>().ok();
+        let read = sluice::protocol::number::parse_js_number(text.as_bytes());
+        if text.is_empty() {
+            // JavaScript's Number("") is 0.
+            prop_assert_eq!(read, Some(0.0));
+        } else {
+            prop_assert_eq!(read.map(f64::to_bits), full.map(f64::to_bits), "{}", text);
+        }
+        let rate = sluice::protocol::number::parse_unsigned_decimal(text.as_bytes());
+        prop_assert_eq!(rate.map(f64::to_bits), full.map(f64::to_bits), "{}", text);
+    }
+
     #[test]
     fn pickle_decoder_never_panics(data in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = sluice::protocol::pickle::decode(&data);

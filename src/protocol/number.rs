@@ -9,9 +9,8 @@
 /// Parses `s` the way JavaScript's `Number(s)` does; `None` where JavaScript
 /// gives `NaN`.
 pub fn parse_js_number(s: &[u8]) -> Option<f64> {
-    // Fast path: a short run of digits (most StatsD values), exact in f64.
-    if !s.is_empty() && s.len() <= 15 && s.iter().all(u8::is_ascii_digit) {
-        return Some(s.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64);
+    if let Some(v) = short_decimal(s) {
+        return Some(v);
     }
     let s = trim_js_space(s);
     if s.is_empty() {
@@ -44,10 +43,45 @@ pub fn parse_js_number(s: &[u8]) -> Option<f64> {
 /// Parses an unsigned decimal literal (digits, optional fraction, optional
 /// exponent), as used for sample rates. No sign, no whitespace, no radix.
 pub fn parse_unsigned_decimal(s: &[u8]) -> Option<f64> {
+    if let Some(v) = short_decimal(s) {
+        return Some(v);
+    }
     if !is_decimal_literal(s) {
         return None;
     }
     std::str::from_utf8(s).ok()?.parse::<f64>().ok()
+}
+
+/// Powers of ten that f64 holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// The common number in one pass, without the general parser: at most 15
+/// digits with at most one `.` (`12`, `12.5`, `0.1`, `.5`, `5.`). Both
+/// the digits as an integer and the power of ten are exact in f64, so one
+/// division rounds once and gives the same value as a full parse; `None`
+/// for anything else.
+fn short_decimal(s: &[u8]) -> Option<f64> {
+    if s.len() > 16 {
+        return None;
+    }
+    let (mut mantissa, mut digits, mut point) = (0u64, 0usize, None);
+    for (i, &b) in s.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if point.is_none() => point = Some(i),
+            _ => return None,
+        }
+    }
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let fraction = point.map_or(0, |at| s.len() - at - 1);
+    Some(mantissa as f64 / EXACT_POWERS_OF_TEN[fraction])
 }
 
 /// JavaScript's whitespace for `Number()` and `trim()`, restricted to ASCII.
