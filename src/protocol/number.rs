@@ -58,30 +58,33 @@ const EXACT_POWERS_OF_TEN: [f64; 16] = [
 ];
 
 /// The common number in one pass, without the general parser: at most 15
-/// digits with at most one `.` (`12`, `12.5`, `0.1`, `.5`, `5.`). Both
-/// the digits as an integer and the power of ten are exact in f64, so one
-/// division rounds once and gives the same value as a full parse; `None`
+/// digits with at most one `.` (`12`, `12.5`, `0.1`, `.5`, `5.`); `None`
 /// for anything else.
 fn short_decimal(s: &[u8]) -> Option<f64> {
     if s.len() > 16 {
         return None;
     }
-    let (mut mantissa, mut digits, mut point) = (0u64, 0usize, None);
+    let (mut mantissa, mut point) = (0u64, None);
     for (i, &b) in s.iter().enumerate() {
         match b {
-            b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u64::from(b - b'0');
-                digits += 1;
-            }
+            b'0'..=b'9' => mantissa = mantissa * 10 + u64::from(b - b'0'),
             b'.' if point.is_none() => point = Some(i),
             _ => return None,
         }
     }
+    let fraction = point.map_or(0, |at| s.len() - at - 1);
+    exact_decimal(mantissa, s.len() - usize::from(point.is_some()), fraction)
+}
+
+/// `mantissa / 10^fraction` for a number written with `digits` digits,
+/// `fraction` of them after the point; `None` past 15 digits or with none.
+/// Both operands are then exact in f64, so the one division rounds once and
+/// gives the value a full parse of those digits gives.
+pub(crate) fn exact_decimal(mantissa: u64, digits: usize, fraction: usize) -> Option<f64> {
     if digits == 0 || digits > 15 {
         return None;
     }
-    let fraction = point.map_or(0, |at| s.len() - at - 1);
-    Some(mantissa as f64 / EXACT_POWERS_OF_TEN[fraction])
+    Some(mantissa as f64 / EXACT_POWERS_OF_TEN.get(fraction)?)
 }
 
 /// JavaScript's whitespace for `Number()` and `trim()`, restricted to ASCII.

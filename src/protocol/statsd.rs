@@ -10,7 +10,9 @@
 
 use memchr::memchr;
 
-use super::number::{is_js_space, parse_js_number, parse_unsigned_decimal, trim_js_space};
+use super::number::{
+    exact_decimal, is_js_space, parse_js_number, parse_unsigned_decimal, trim_js_space,
+};
 
 /// What one sample updates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -492,11 +494,14 @@ fn scan_plain(buf: &[u8]) -> Option<Plain<'_>> {
     }
     i += 1;
     let value_start = i;
-    let (mut integer, mut fraction) = (0u64, false);
+    let (mut mantissa, mut points, mut point_at) = (0u64, 0usize, 0usize);
     while let Some(&b) = buf.get(i) {
         match b {
-            b'0'..=b'9' => integer = integer.wrapping_mul(10).wrapping_add(u64::from(b - b'0')),
-            b'.' => fraction = true,
+            b'0'..=b'9' => mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0')),
+            b'.' => {
+                points += 1;
+                point_at = i;
+            }
             _ => break,
         }
         i += 1;
@@ -505,11 +510,15 @@ fn scan_plain(buf: &[u8]) -> Option<Plain<'_>> {
     if digits.is_empty() || buf.get(i) != Some(&b'|') {
         return None;
     }
-    // Up to 15 digits are exact in f64; anything else takes the full parser.
-    let value = if !fraction && digits.len() <= 15 {
-        integer as f64
-    } else {
-        parse_js_number(digits).filter(|v| v.is_finite())?
+    // Up to 15 digits and one point are read from the scan's own mantissa;
+    // anything else takes the full parser.
+    let fraction = if points == 1 { i - point_at - 1 } else { 0 };
+    let exact = (points <= 1)
+        .then(|| exact_decimal(mantissa, digits.len() - points, fraction))
+        .flatten();
+    let value = match exact {
+        Some(value) => value,
+        None => parse_js_number(digits).filter(|v| v.is_finite())?,
     };
     i += 1;
     let (kind, type_len) = match (buf.get(i), buf.get(i + 1)) {
